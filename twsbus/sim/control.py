@@ -1,0 +1,146 @@
+"""The simulator's control endpoint: a small HTTP/1.1 JSON API for tests and operators.
+
+Another process (a test, a benchmark, ``curl``) reads the simulator's state and throws its fault
+switches here. Routes:
+
+=========================  ================================================================
+``GET  /state``            clients, active subscriptions by kind and conId, requests received
+                           per message type, pacing violations, fault switches
+``POST /reset``            zero the counters
+``POST /drop``             close every client connection
+``POST /silent``           ``{"on": true}``: half-open link (no reads, no writes) until off
+``POST /farm``             ``{"code": 2103}``: send a farm / connectivity status message
+``POST /restart``          ``{"seconds": 5}``: drop everyone, refuse connections for N seconds
+``POST /config``           ``{"enforce_pacing": false, "line_limit": 5, ...}``: change settings
+``POST /blast``            ``{"conId": 265598, "count": 100000}``: send N prebuilt ticks to
+                           every market-data subscriber of conId as fast as sockets take them
+=========================  ================================================================
+
+Every answer is JSON; errors are ``{"error": "..."}`` with status 400 or 404.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+from twsbus.sim.server import SimConfig, Simulator
+
+log = logging.getLogger("twsbus.sim")
+
+Route = Callable[[Simulator, dict[str, Any]], Awaitable[Any] | Any]
+
+
+class ControlServer:
+    def __init__(self, sim: Simulator, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.sim = sim
+        self.host = host
+        self.port = port
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(self._serve, self.host, self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("simulator control endpoint on http://%s:%d/state", self.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            request_line = (await reader.readline()).decode("latin-1").split()
+            headers: dict[str, str] = {}
+            while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
+                name, _, value = line.decode("latin-1").partition(":")
+                headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get("content-length", "0") or 0))
+            status, payload = await self._route(request_line, body)
+        except Exception as exc:  # a broken request must not take the simulator down
+            status, payload = 400, {"error": str(exc)}
+        data = json.dumps(payload).encode()
+        writer.write(
+            f"HTTP/1.1 {status} {'OK' if status == 200 else 'Error'}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n"
+            "Connection: close\r\n\r\n".encode() + data
+        )
+        try:
+            await writer.drain()
+        finally:
+            writer.close()
+
+    async def _route(self, request_line: list[str], body: bytes) -> tuple[int, Any]:
+        if len(request_line) < 2:
+            return 400, {"error": "bad request line"}
+        method, path = request_line[0], request_line[1]
+        route = ROUTES.get((method, path))
+        if route is None:
+            return 404, {"error": f"no route {method} {path}"}
+        args = json.loads(body) if body.strip() else {}
+        if not isinstance(args, dict):
+            return 400, {"error": "body must be a JSON object"}
+        result = route(self.sim, args)
+        if asyncio.iscoroutine(result):
+            result = await result
+        return 200, result if result is not None else {"ok": True}
+
+
+def _config(sim: Simulator, args: dict[str, Any]) -> Any:
+    merged = msgspec.to_builtins(sim.config) | args
+    sim.config = msgspec.convert(merged, SimConfig)
+    return msgspec.to_builtins(sim.config)
+
+
+def _restart(sim: Simulator, args: dict[str, Any]) -> Any:
+    seconds = float(args.get("seconds", 5))
+    sim.spawn(sim.restart(seconds))
+    return {"restarting": seconds}
+
+
+def _blast(sim: Simulator, args: dict[str, Any]) -> Any:
+    from twsbus.sim.h_market import blast
+
+    return blast(sim, int(args["conId"]), int(args.get("count", 100_000)))
+
+
+ROUTES: dict[tuple[str, str], Route] = {
+    ("GET", "/state"): lambda sim, _: sim.state(),
+    ("POST", "/reset"): lambda sim, _: sim.stats.reset(),
+    ("POST", "/drop"): lambda sim, _: {"dropped": sim.drop_all()},
+    ("POST", "/silent"): lambda sim, a: sim.set_silent(bool(a.get("on", True))),
+    ("POST", "/farm"): lambda sim, a: sim.farm_status(int(a["code"]), a.get("message")),
+    ("POST", "/restart"): _restart,
+    ("POST", "/config"): _config,
+    ("POST", "/blast"): _blast,
+}
+
+
+class ControlClient:
+    """A blocking client for the control endpoint (tests and benchmarks use it)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        import urllib.error
+        import urllib.request
+
+        data = json.dumps(body or {}).encode() if method == "POST" else None
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        try:
+            with urllib.request.urlopen(req, timeout=10) as resp:
+                return json.loads(resp.read())
+        except urllib.error.HTTPError as exc:
+            raise RuntimeError(f"{method} {path}: {exc.read().decode()}") from exc
+
+    def state(self) -> dict[str, Any]:
+        return self.call("GET", "/state")
+
+    def post(self, path: str, **body: Any) -> Any:
+        return self.call("POST", path, body)

@@ -1,0 +1,225 @@
+"""The simulator: a TCP server speaking the TWS API, with its shared market, accounts and faults.
+
+``Simulator`` is what ``twsbus sim`` runs and what tests embed. It owns the listening socket,
+the client sessions, the instrument universe, the deterministic market model, the order book,
+the request counters and the fault switches. Faults are methods here (``drop_all``,
+``set_silent``, ``restart``, ``farm_status``) so the control endpoint and in-process tests drive
+the same code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from twsbus.sim.msgids import FromClient
+from twsbus.sim.registry import load_all
+from twsbus.sim.session import ClientSession, SessionState
+
+log = logging.getLogger("twsbus.sim")
+
+FARM_MESSAGES = {
+    1100: "Connectivity between IB and Trader Workstation has been lost.",
+    1101: "Connectivity between IB and Trader Workstation has been restored - data lost.",
+    1102: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
+    2103: "Market data farm connection is broken:usfarm",
+    2104: "Market data farm connection is OK:usfarm",
+    2105: "HMDS data farm connection is broken:ushmds",
+    2106: "HMDS data farm connection is OK:ushmds",
+    2107: "HMDS data farm connection is inactive but should be available upon demand.ushmds",
+    2108: "Market data farm connection is inactive but should be available upon demand.usfarm",
+    2158: "Sec-def data farm connection is OK:secdefnj",
+}
+
+
+class SimConfig(msgspec.Struct, kw_only=True):
+    host: str = "127.0.0.1"
+    port: int = 7497
+    seed: int = 1
+    #: The highest server version offered. 200 is the last text-protocol version (201+ is protobuf).
+    max_version: int = 200
+    min_version: int = 100
+    accounts: list[str] = msgspec.field(default_factory=lambda: ["DU1234567"])
+    #: Seconds between streaming updates per subscription (market data, tick-by-tick, depth).
+    tick_interval: float = 0.25
+    line_limit: int = 100
+    depth_limit: int = 3
+    pacing_limit: int = 50
+    enforce_pacing: bool = True
+    #: Send the farm-OK messages TWS sends after startApi.
+    farm_messages_on_connect: bool = True
+
+
+class Faults(msgspec.Struct, kw_only=True):
+    silent: bool = False
+    refuse_connections: bool = False
+
+
+class Stats:
+    """Counters other processes read through the control endpoint."""
+
+    def __init__(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.opened: Counter[str] = Counter()
+        self.pacing_violations = 0
+        self.unhandled = 0
+        self.connections = 0
+
+    def received(self, msg_id: int) -> None:
+        try:
+            name = FromClient(msg_id).name
+        except ValueError:
+            name = str(msg_id)
+        self.requests[name] += 1
+
+    def subscribed(self, kind: str) -> None:
+        self.opened[kind] += 1
+
+    def reset(self) -> None:
+        self.__init__()  # type: ignore[misc]
+
+
+class Simulator:
+    def __init__(self, config: SimConfig | None = None) -> None:
+        from twsbus.sim.market import Market
+        from twsbus.sim.orders import OrderBook
+        from twsbus.sim.universe import Universe
+
+        load_all()
+        self.config = config or SimConfig()
+        self.universe = Universe()
+        self.market = Market(self.universe, self.config.seed)
+        self.orders = OrderBook(self)
+        self.faults = Faults()
+        self.stats = Stats()
+        self.sessions: set[ClientSession] = set()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.port = self.config.port
+
+    def __repr__(self) -> str:
+        return f"<Simulator port={self.port} clients={len(self.sessions)}>"
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._server = await asyncio.start_server(
+            self._on_connect, self.config.host, self.port, reuse_address=True
+        )
+        self.port = self._server.sockets[0].getsockname()[1]
+        log.info("TWS simulator listening on %s:%d", self.config.host, self.port)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            self._server = None
+        self.drop_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.sleep(0)
+
+    async def _on_connect(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.faults.refuse_connections:
+            writer.close()
+            return
+        session = ClientSession(self, reader, writer)
+        self.sessions.add(session)
+        self.stats.connections += 1
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await session.run()
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+
+    def forget(self, session: ClientSession) -> None:
+        self.sessions.discard(session)
+
+    def ready_sessions(self) -> list[ClientSession]:
+        return [s for s in self.sessions if s.state is SessionState.READY]
+
+    def client_ids(self) -> set[int]:
+        return {s.client_id for s in self.sessions if s.client_id is not None}
+
+    # ---- faults ---------------------------------------------------------------------------
+
+    def drop_all(self) -> int:
+        """Close every client connection, as a crashing or restarting TWS does."""
+        sessions = list(self.sessions)
+        for session in sessions:
+            session.close()
+        return len(sessions)
+
+    def set_silent(self, silent: bool) -> None:
+        """A half-open link: keep sockets open but read and write nothing."""
+        self.faults.silent = silent
+
+    def farm_status(self, code: int, message: str | None = None) -> None:
+        text = message or FARM_MESSAGES.get(code, f"farm status {code}")
+        for session in self.ready_sessions():
+            session.error(-1, code, text)
+
+    async def restart(self, seconds: float) -> None:
+        """Drop everyone and refuse connections for ``seconds`` (the nightly restart)."""
+        self.faults.refuse_connections = True
+        self.drop_all()
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.faults.refuse_connections = False
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # ---- observation ----------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        active: dict[str, dict[str, int]] = {}
+        for session in self.sessions:
+            for sub in session.subs.values():
+                per_kind = active.setdefault(sub.kind, {})
+                per_kind[str(sub.con_id)] = per_kind.get(str(sub.con_id), 0) + 1
+        return {
+            "port": self.port,
+            "clients": [
+                {"clientId": s.client_id, "version": s.version, "state": s.state.name,
+                 "subscriptions": len(s.subs)}
+                for s in self.sessions
+            ],
+            "subscriptions": active,
+            "requests": dict(self.stats.requests),
+            "opened": dict(self.stats.opened),
+            "pacing_violations": self.stats.pacing_violations,
+            "unhandled": self.stats.unhandled,
+            "connections": self.stats.connections,
+            "faults": msgspec.to_builtins(self.faults),
+        }
+
+
+async def serve(config: SimConfig, control_port: int | None = None) -> None:
+    """Run a simulator (and its control endpoint) until cancelled."""
+    from twsbus.sim.control import ControlServer
+
+    sim = Simulator(config)
+    await sim.start()
+    control = None
+    if control_port is not None:
+        control = ControlServer(sim, config.host, control_port)
+        await control.start()
+    try:
+        await asyncio.Event().wait()
+    finally:
+        with contextlib.suppress(Exception):
+            if control is not None:
+                await control.stop()
+        await sim.stop()

@@ -1,0 +1,241 @@
+"""One client connection to the simulator: handshake, framing, pacing, dispatch, subscriptions.
+
+The session owns its socket and the streaming subscriptions its client opened (each an asyncio
+task that writes data until cancelled). Everything it sends goes through ``send``, which renders
+fields with the negotiated server version in mind and honours the "silent" fault (a half-open link
+that neither reads nor writes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from twsbus.sim import wire
+from twsbus.sim.msgids import FromClient, ToClient
+from twsbus.sim.registry import HANDLERS
+
+if TYPE_CHECKING:
+    from twsbus.sim.server import Simulator
+
+log = logging.getLogger("twsbus.sim")
+
+MIN_SERVER_VER_ADVANCED_ORDER_REJECT = 166
+MIN_SERVER_VER_ERROR_TIME = 194
+MAX_FRAME = 16 * 1024 * 1024
+
+
+class SessionState(enum.IntEnum):
+    HANDSHAKE = 0
+    AWAITING_START = 1
+    READY = 2
+    CLOSED = 3
+
+
+@dataclass
+class Subscription:
+    """A streaming request a client holds open (market data, bars, depth, PnL...)."""
+
+    kind: str
+    req_id: int
+    con_id: int = 0
+    params: dict[str, Any] = field(default_factory=dict)
+    task: asyncio.Task[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<Subscription {self.kind} reqId={self.req_id} conId={self.con_id}>"
+
+
+class ClientSession:
+    def __init__(
+        self, sim: Simulator, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        self.sim = sim
+        self.reader = reader
+        self.writer = writer
+        self.state = SessionState.HANDSHAKE
+        self.version = 0
+        self.client_id: int | None = None
+        self.subs: dict[int, Subscription] = {}
+        self.peer = writer.get_extra_info("peername")
+        self._recent: deque[float] = deque()
+        self.sent = 0
+
+    def __repr__(self) -> str:
+        return (
+            f"<ClientSession clientId={self.client_id} v{self.version} "
+            f"{self.state.name} subs={len(self.subs)}>"
+        )
+
+    # ---- output -------------------------------------------------------------------------
+
+    def send(self, *fields: object) -> None:
+        if self.state is SessionState.CLOSED or self.sim.faults.silent:
+            return
+        self.writer.write(wire.encode(fields))
+        self.sent += 1
+
+    def send_raw(self, data: bytes) -> None:
+        """Pre-framed bytes (blast mode builds its frames once)."""
+        if self.state is SessionState.CLOSED or self.sim.faults.silent:
+            return
+        self.writer.write(data)
+
+    async def drain(self) -> None:
+        if self.state is not SessionState.CLOSED:
+            await self.writer.drain()
+
+    def error(self, req_id: int, code: int, message: str, advanced_json: str = "") -> None:
+        """TWS's error message (id 4), laid out for this session's version."""
+        if self.version >= MIN_SERVER_VER_ERROR_TIME:
+            self.send(ToClient.ERR_MSG, req_id, code, message, advanced_json,
+                      int(time.time() * 1000))
+        elif self.version >= MIN_SERVER_VER_ADVANCED_ORDER_REJECT:
+            self.send(ToClient.ERR_MSG, 2, req_id, code, message, advanced_json)
+        else:
+            self.send(ToClient.ERR_MSG, 2, req_id, code, message)
+
+    # ---- subscriptions -------------------------------------------------------------------
+
+    def open_sub(
+        self,
+        kind: str,
+        req_id: int,
+        con_id: int = 0,
+        run: Callable[[Subscription], Coroutine[Any, Any, None]] | None = None,
+        **params: Any,
+    ) -> Subscription:
+        """Register a streaming request; ``run`` (if given) produces its data until cancelled."""
+        self.close_sub(req_id)
+        sub = Subscription(kind, req_id, con_id, params)
+        self.subs[req_id] = sub
+        if run is not None:
+            sub.task = asyncio.get_running_loop().create_task(
+                self._guard(run, sub), name=f"sim-{kind}-{req_id}"
+            )
+        self.sim.stats.subscribed(kind)
+        return sub
+
+    async def _guard(
+        self, run: Callable[[Subscription], Coroutine[Any, Any, None]], sub: Subscription
+    ) -> None:
+        try:
+            await run(sub)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        except Exception:
+            log.exception("simulator stream %r failed", sub)
+
+    def close_sub(self, req_id: int, kind: str | None = None) -> Subscription | None:
+        """Cancel a streaming request. Returns it, or None when the id is unknown (or of
+        another kind), which TWS answers silently or with an error depending on the request."""
+        sub = self.subs.get(req_id)
+        if sub is None or (kind is not None and sub.kind != kind):
+            return None
+        del self.subs[req_id]
+        if sub.task is not None and sub.task is not asyncio.current_task():
+            sub.task.cancel()
+        return sub
+
+    def subs_of(self, kind: str) -> list[Subscription]:
+        return [s for s in self.subs.values() if s.kind == kind]
+
+    # ---- the connection ------------------------------------------------------------------
+
+    async def run(self) -> None:
+        try:
+            await self._handshake()
+            while self.state is not SessionState.CLOSED:
+                payload = await self._read_frame()
+                if self.sim.faults.silent:
+                    continue  # a half-open link: bytes go nowhere
+                await self._dispatch(wire.split_fields(payload))
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        except wire.ProtocolError as exc:
+            log.warning("client %s: %s", self.peer, exc)
+        finally:
+            self.close()
+
+    async def _read_frame(self) -> bytes:
+        header = await self.reader.readexactly(4)
+        size = int.from_bytes(header, "big")
+        if size > MAX_FRAME:
+            raise wire.ProtocolError(f"frame of {size} bytes")
+        return await self.reader.readexactly(size)
+
+    async def _handshake(self) -> None:
+        prefix = await self.reader.readexactly(4)
+        if prefix != b"API\0":
+            raise wire.ProtocolError(f"bad handshake prefix {prefix!r}")
+        text = (await self._read_frame()).decode("ascii", "replace")
+        spec = text.split(" ", 1)[0]
+        if not spec.startswith("v") or ".." not in spec:
+            raise wire.ProtocolError(f"bad version range {text!r}")
+        low, high = (int(x) for x in spec[1:].split("..", 1))
+        cfg = self.sim.config
+        self.version = min(high, cfg.max_version)
+        if self.version < max(low, cfg.min_version):
+            raise wire.ProtocolError(f"no common version in {spec}")
+        conn_time = time.strftime("%Y%m%d %H:%M:%S UTC", time.gmtime())
+        # ibapi parses only the first frame of its first recv: this write must stand alone.
+        self.writer.write(wire.encode((self.version, conn_time)))
+        await self.writer.drain()
+        self.state = SessionState.AWAITING_START
+        log.info("client %s negotiated server version %d (offered %s)", self.peer,
+                 self.version, spec)
+
+    def _paced_out(self) -> bool:
+        """TWS allows ``pacing_limit`` messages per second per client; more gets error 100."""
+        cfg = self.sim.config
+        if not cfg.enforce_pacing:
+            return False
+        now = time.monotonic()
+        recent = self._recent
+        recent.append(now)
+        while recent and now - recent[0] > 1.0:
+            recent.popleft()
+        if len(recent) > cfg.pacing_limit:
+            self.sim.stats.pacing_violations += 1
+            self.error(-1, 100, "Max rate of messages per second has been exceeded:"
+                       f"max={cfg.pacing_limit} rec={len(recent)} (1)")
+            return True
+        return False
+
+    async def _dispatch(self, fields: list[str]) -> None:
+        if not fields:
+            return
+        try:
+            msg_id = int(fields[0])
+        except ValueError:
+            raise wire.ProtocolError(f"non-numeric message id {fields[0]!r}") from None
+        self.sim.stats.received(msg_id)
+        if self.state is SessionState.AWAITING_START and msg_id != FromClient.START_API:
+            return  # TWS ignores requests before startApi
+        if self._paced_out():
+            return
+        handler = HANDLERS.get(msg_id)
+        if handler is None:
+            self.sim.stats.unhandled += 1
+            log.debug("no handler for message %d %r", msg_id, fields)
+            return
+        result = handler(self, wire.Fields(fields, 1))
+        if result is not None:
+            await result
+
+    def close(self) -> None:
+        if self.state is SessionState.CLOSED:
+            return
+        self.state = SessionState.CLOSED
+        for sub in list(self.subs.values()):
+            if sub.task is not None:
+                sub.task.cancel()
+        self.subs.clear()
+        self.writer.close()
+        self.sim.forget(self)
