@@ -12,6 +12,8 @@ switches here. Routes:
 ``POST /farm``             ``{"code": 2103}``: send a farm / connectivity status message
 ``POST /restart``          ``{"seconds": 5}``: drop everyone, refuse connections for N seconds
 ``POST /config``           ``{"enforce_pacing": false, "line_limit": 5, ...}``: change settings
+``POST /faults``           ``{"ignore": ["REQ_HISTORICAL_DATA"], "delay": {"REQ_CONTRACT_DATA":
+                           0.5}}``: leave requests unanswered, or answer them late
 ``POST /blast``            ``{"conId": 265598, "count": 100000}``: send N prebuilt ticks to
                            every market-data subscriber of conId as fast as sockets take them
 =========================  ================================================================
@@ -29,7 +31,7 @@ from typing import Any
 
 import msgspec
 
-from twsbus.sim.server import SimConfig, Simulator
+from twsbus.sim.server import Faults, SimConfig, Simulator
 
 log = logging.getLogger("twsbus.sim")
 
@@ -97,6 +99,12 @@ def _config(sim: Simulator, args: dict[str, Any]) -> Any:
     return msgspec.to_builtins(sim.config)
 
 
+def _faults(sim: Simulator, args: dict[str, Any]) -> Any:
+    merged = msgspec.to_builtins(sim.faults) | args
+    sim.faults = msgspec.convert(merged, Faults)
+    return msgspec.to_builtins(sim.faults)
+
+
 def _restart(sim: Simulator, args: dict[str, Any]) -> Any:
     seconds = float(args.get("seconds", 5))
     sim.spawn(sim.restart(seconds))
@@ -117,6 +125,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/farm"): lambda sim, a: sim.farm_status(int(a["code"]), a.get("message")),
     ("POST", "/restart"): _restart,
     ("POST", "/config"): _config,
+    ("POST", "/faults"): _faults,
     ("POST", "/blast"): _blast,
 }
 

@@ -1,1 +1,507 @@
-"""(filled in by its owner)"""
+"""Streaming market data: top of book (reqMktData and snapshots), the market data type,
+tick-by-tick, 5-second real-time bars, depth (L1 and SMART L2) with the exchanges list, and the
+benchmark ``blast``. Each stream is a session subscription (kinds "mkt_data", "tbt", "rt_bars",
+"depth") whose task reads the shared tape through ``Market.advance`` every ``tick_interval`` and
+sends what changed, laid out for the session's server version. Historical requests live in
+``h_history``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import weakref
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from twsbus.sim import wire
+from twsbus.sim.contracts import read_contract, resolve_one
+from twsbus.sim.h_history import send_hist_ticks
+from twsbus.sim.market import BookRow, Quote, tick_decimals, venues
+from twsbus.sim.msgids import FromClient, ToClient
+from twsbus.sim.registry import handles
+from twsbus.sim.server import Simulator
+from twsbus.sim.session import ClientSession, SessionState, Subscription
+from twsbus.sim.universe import Instrument
+from twsbus.sim.wire import Fields
+
+MIN_SERVER_VER_DELTA_NEUTRAL = 40
+MIN_SERVER_VER_REQ_MKT_DATA_CONID = 47
+MIN_SERVER_VER_TRADING_CLASS = 68
+MIN_SERVER_VER_LINKING = 70
+MIN_SERVER_VER_REQ_SMART_COMPONENTS = 114  # regulatorySnapshot, and tickReqParams replies
+MIN_SERVER_VER_SERVICE_DATA_TYPE = 120
+MIN_SERVER_VER_TICK_BY_TICK_IGNORE_SIZE = 140
+MIN_SERVER_VER_SMART_DEPTH = 146
+MIN_SERVER_VER_MKT_DEPTH_PRIM_EXCHANGE = 149
+
+# tick types
+BID_SIZE, BID, ASK, ASK_SIZE, LAST, LAST_SIZE, HIGH, LOW, VOLUME, CLOSE = range(10)
+OPEN = 14
+LAST_TIMESTAMP, SHORTABLE, RT_VOLUME, HALTED = 45, 46, 48, 49
+RT_TRD_VOLUME = 77
+#: Delayed data (market data type 3/4) arrives under TWS's delayed tick types.
+DELAYED = {BID: 66, ASK: 67, LAST: 68, BID_SIZE: 69, ASK_SIZE: 70, LAST_SIZE: 71, HIGH: 72,
+           LOW: 73, VOLUME: 74, CLOSE: 75, OPEN: 76, LAST_TIMESTAMP: 88, HALTED: 90}
+#: Generic ticks TWS accepts for stocks (others get error 321, as TWS answers).
+GENERIC_TICKS = {100, 101, 104, 105, 106, 107, 125, 165, 166, 225, 232, 221, 233, 236, 258,
+                 291, 293, 294, 295, 318, 370, 375, 377, 381, 384, 387, 388, 391, 407, 411,
+                 428, 439, 456, 459, 460, 499, 506, 511, 512, 513, 514, 515, 516, 517,
+                 521, 545, 576, 577, 578, 584, 585, 587, 588, 595, 614, 619, 620, 625, 292}
+TBT_TYPES = {"Last": 1, "AllLast": 2, "BidAsk": 3, "MidPoint": 4}
+RT_BAR_TICKS = 10  # a real-time bar every 10 tick intervals (2.5 s by default, 0.5 s in tests)
+DEPTH_EXCHANGES = [
+    ("ISLAND", "STK", "NASDAQ", "Deep2", 7), ("ARCA", "STK", "NYSE", "Deep2", 7),
+    ("BATS", "STK", "", "Deep", 7), ("IEX", "STK", "", "Deep2", 7),
+    ("NYSE", "STK", "NYSE", "Deep", 7), ("CME", "FUT", "", "Deep", 2),
+    ("IDEALPRO", "CASH", "", "Deep", 4), ("CBOE", "OPT", "", "Deep", 1),
+]
+
+#: The market data type each session asked for with reqMarketDataType (absent: real-time).
+_DATA_TYPE: weakref.WeakKeyDictionary[ClientSession, int] = weakref.WeakKeyDictionary()
+
+Runner = Callable[[Subscription], Coroutine[Any, Any, None]]
+
+
+def _size(s: ClientSession, size: float) -> float | int:
+    """Sizes are decimals from server version 163; before, clients parse them as integers."""
+    return size if s.version >= 163 else int(size)
+
+
+def _duplicate(s: ClientSession, req_id: int) -> bool:
+    if req_id in s.subs:
+        s.error(req_id, 322, "Error processing request.-'bW' : cause - Duplicate ticker id")
+        return True
+    return False
+
+
+def _interval(s: ClientSession) -> float:
+    return max(0.001, s.sim.config.tick_interval)
+
+
+# ---- top of book ------------------------------------------------------------------------------
+
+
+@handles(FromClient.REQ_MARKET_DATA_TYPE)
+def req_market_data_type(s: ClientSession, f: Fields) -> None:
+    f.int()  # version
+    _DATA_TYPE[s] = f.int() or 1
+
+
+class _Ticker:
+    """One top-of-book line: renders ticks for its reqId and remembers what it last sent."""
+
+    def __init__(self, s: ClientSession, req_id: int, inst: Instrument, generic: set[int]) -> None:
+        self.s, self.req_id, self.inst, self.generic = s, req_id, inst, generic
+        self.delayed = _DATA_TYPE.get(s, 1) in (3, 4)
+        self.sent: dict[int, float] = {}
+        self.steps = -1
+
+    def _tt(self, tick_type: int) -> int:
+        return DELAYED.get(tick_type, tick_type) if self.delayed else tick_type
+
+    def price(self, tick_type: int, price: float, size: float = 0) -> None:
+        # TWS pairs bid/ask/last prices with their size; the attribute mask flags
+        # canAutoExecute (bit 0) on quotes.
+        mask = 1 if tick_type in (BID, ASK) else 0
+        self.s.send(ToClient.TICK_PRICE, 6, self.req_id, self._tt(tick_type), price,
+                    _size(self.s, size), mask)
+        self.sent[tick_type] = price
+
+    def size(self, tick_type: int, size: float) -> None:
+        self.s.send(ToClient.TICK_SIZE, 6, self.req_id, self._tt(tick_type), _size(self.s, size))
+        self.sent[tick_type] = size
+
+    def string(self, tick_type: int, value: str) -> None:
+        self.s.send(ToClient.TICK_STRING, 6, self.req_id, self._tt(tick_type), value)
+
+    def generic_tick(self, tick_type: int, value: float) -> None:
+        self.s.send(ToClient.TICK_GENERIC, 6, self.req_id, self._tt(tick_type), value)
+
+    def image(self, q: Quote) -> None:
+        s, inst = self.s, self.inst
+        if s.version >= MIN_SERVER_VER_REQ_SMART_COMPONENTS:
+            bbo = "9c0001" if inst.exchange == "SMART" else ""
+            s.send(ToClient.TICK_REQ_PARAMS, self.req_id, inst.min_tick, bbo, 3)
+        if s in _DATA_TYPE:
+            s.send(ToClient.MARKET_DATA_TYPE, 1, self.req_id, _DATA_TYPE[s])
+        self.price(BID, q.bid, q.bid_size)
+        self.price(ASK, q.ask, q.ask_size)
+        self.price(LAST, q.last, q.last_size)
+        self.size(VOLUME, q.volume)
+        for tick_type, value in ((HIGH, q.high), (LOW, q.low), (CLOSE, q.close), (OPEN, q.open)):
+            self.price(tick_type, value)
+        self.string(LAST_TIMESTAMP, str(int(time.time())))
+        self.generic_tick(HALTED, 0)
+        if 165 in self.generic:
+            # 13/26/52-week lows and highs, then average volume
+            for k, (lo, hi) in enumerate(((0.93, 1.06), (0.88, 1.1), (0.8, 1.18))):
+                self.price(15 + 2 * k, _tick_round(q.close * lo, inst.min_tick))
+                self.price(16 + 2 * k, _tick_round(q.close * hi, inst.min_tick))
+            self.size(21, q.volume * 9)
+        if 236 in self.generic:
+            self.generic_tick(SHORTABLE, 3.0)  # > 2.5: shares available to short
+        self.steps = q.steps
+
+    def update(self, q: Quote) -> None:
+        for tick_type, size_type, price, size in ((BID, BID_SIZE, q.bid, q.bid_size),
+                                                  (ASK, ASK_SIZE, q.ask, q.ask_size)):
+            if self.sent.get(tick_type) != price:
+                self.price(tick_type, price, size)
+                self.sent[size_type] = size
+            elif self.sent.get(size_type) != size:
+                self.size(size_type, size)
+        if q.steps != self.steps:  # a trade printed
+            self.steps = q.steps
+            self.price(LAST, q.last, q.last_size)
+            self.size(VOLUME, q.volume)
+            now_ms = int(time.time() * 1000)
+            self.string(LAST_TIMESTAMP, str(now_ms // 1000))
+            if 233 in self.generic or 375 in self.generic:
+                vwap = round((q.high + q.low + q.last) / 3, tick_decimals(self.inst.min_tick) + 2)
+                rt = f"{wire.field(q.last)};{q.last_size};{now_ms};{q.volume};{vwap};true"
+                self.string(RT_VOLUME if 233 in self.generic else RT_TRD_VOLUME, rt)
+        for tick_type, value in ((HIGH, q.high), (LOW, q.low)):
+            if self.sent.get(tick_type) != value:
+                self.price(tick_type, value)
+
+
+def _tick_round(price: float, tick: float) -> float:
+    return round(round(price / tick) * tick, tick_decimals(tick))
+
+
+def _parse_generic(text: str) -> tuple[set[int], list[str]]:
+    ticks, bad = set(), []
+    for item in text.split(","):
+        item = item.strip().split(":", 1)[0]
+        if not item or item == "mdoff":
+            continue
+        if item.isdigit() and int(item) in GENERIC_TICKS:
+            ticks.add(int(item))
+        else:
+            bad.append(item)
+    return ticks, bad
+
+
+@handles(FromClient.REQ_MKT_DATA)
+def req_mkt_data(s: ClientSession, f: Fields) -> None:
+    f.int()  # version
+    req_id = f.int()
+    spec = read_contract(f, con_id=s.version >= MIN_SERVER_VER_REQ_MKT_DATA_CONID,
+                         trading_class=s.version >= MIN_SERVER_VER_TRADING_CLASS)
+    if spec["secType"] == "BAG":
+        f.skip(4 * f.int())  # combo legs: conId, ratio, action, exchange
+    if s.version >= MIN_SERVER_VER_DELTA_NEUTRAL and f.bool():
+        f.skip(3)  # delta-neutral conId, delta, price
+    generic_text = f.str()
+    snapshot = f.bool()
+    if s.version >= MIN_SERVER_VER_REQ_SMART_COMPONENTS:
+        snapshot = f.bool() or snapshot  # a regulatory snapshot is a snapshot too
+    if _duplicate(s, req_id):
+        return
+    inst = resolve_one(s, req_id, spec)
+    if inst is None:
+        return
+    generic, bad = _parse_generic(generic_text)
+    if bad:
+        legal = ",".join(str(t) for t in sorted(GENERIC_TICKS))
+        s.error(req_id, 321, "Error validating request.-'bW' : cause - Incorrect generic tick "
+                f"list of {','.join(bad)}.  Legal ones for ({inst.sec_type}) are: {legal}")
+        return
+    if snapshot and generic:
+        s.error(req_id, 321, "Error validating request.-'bW' : cause - Snapshot market data "
+                "subscription is not applicable to generic ticks")
+        return
+    if len(s.subs_of("mkt_data")) >= s.sim.config.line_limit:
+        s.error(req_id, 101, "Max number of tickers has been reached")
+        return
+    ticker = _Ticker(s, req_id, inst, generic)
+    ticker.image(s.sim.market.quote(inst.con_id))
+    if snapshot:
+        s.send(ToClient.TICK_SNAPSHOT_END, 1, req_id)
+        return
+
+    async def run(sub: Subscription) -> None:
+        while True:
+            await asyncio.sleep(_interval(s))
+            if not sub.params.get("paused"):
+                ticker.update(s.sim.market.advance(inst.con_id, _interval(s)))
+
+    s.open_sub("mkt_data", req_id, inst.con_id, run=run, generic=sorted(generic))
+
+
+@handles(FromClient.CANCEL_MKT_DATA)
+def cancel_mkt_data(s: ClientSession, f: Fields) -> None:
+    f.int()  # version
+    s.close_sub(f.int(), "mkt_data")  # TWS ignores unknown ids
+
+
+# ---- tick-by-tick -----------------------------------------------------------------------------
+
+
+@handles(FromClient.REQ_TICK_BY_TICK_DATA)
+def req_tick_by_tick(s: ClientSession, f: Fields) -> None:
+    req_id = f.int()
+    spec = read_contract(f)
+    kind = f.str()
+    count, ignore_size = 0, False
+    if s.version >= MIN_SERVER_VER_TICK_BY_TICK_IGNORE_SIZE:
+        count, ignore_size = f.int(), f.bool()
+    if _duplicate(s, req_id):
+        return
+    inst = resolve_one(s, req_id, spec)
+    if inst is None:
+        return
+    tick_type = TBT_TYPES.get(kind)
+    if tick_type is None:
+        s.error(req_id, 321, f"Error validating request.-'cW' : cause - Invalid tick type "
+                f"'{kind}'. Valid types are: {', '.join(TBT_TYPES)}")
+        return
+    market = s.sim.market
+    if count > 0:
+        # TWS replays the most recent ticks before streaming when numberOfTicks is set
+        ticks = market.hist_ticks(inst.con_id, int(time.time()), min(count, 1000), False)
+        what = {1: "TRADES", 2: "TRADES", 3: "BID_ASK", 4: "MIDPOINT"}[tick_type]
+        send_hist_ticks(s, req_id, what, ticks, done=True)
+    makers = venues(inst)
+    decimals = tick_decimals(inst.min_tick) + 1
+    state: dict[str, Any] = {"steps": market.quote(inst.con_id).steps, "n": 0}
+
+    def emit(q: Quote) -> None:
+        now = int(time.time())
+        if tick_type in (1, 2):
+            if q.steps != state["steps"]:
+                state["steps"] = q.steps
+                state["n"] += 1
+                exchange = makers[state["n"] % len(makers)] if tick_type == 2 else makers[0]
+                s.send(ToClient.TICK_BY_TICK, req_id, tick_type, now, q.last,
+                       _size(s, q.last_size), 0, exchange, "")
+        elif tick_type == 3:
+            key = (q.bid, q.ask) if ignore_size else (q.bid, q.ask, q.bid_size, q.ask_size)
+            if state.get("quote") != key:
+                state["quote"] = key
+                s.send(ToClient.TICK_BY_TICK, req_id, 3, now, q.bid, q.ask,
+                       _size(s, q.bid_size), _size(s, q.ask_size), 0)
+        else:
+            mid = round(q.mid, decimals)
+            if state.get("mid") != mid:
+                state["mid"] = mid
+                s.send(ToClient.TICK_BY_TICK, req_id, 4, now, mid)
+
+    if tick_type in (3, 4):
+        emit(market.quote(inst.con_id))
+
+    async def run(sub: Subscription) -> None:
+        while True:
+            await asyncio.sleep(_interval(s))
+            emit(market.advance(inst.con_id, _interval(s)))
+
+    s.open_sub("tbt", req_id, inst.con_id, run=run, tick_type=kind, ignore_size=ignore_size)
+
+
+@handles(FromClient.CANCEL_TICK_BY_TICK_DATA)
+def cancel_tick_by_tick(s: ClientSession, f: Fields) -> None:
+    s.close_sub(f.int(), "tbt")
+
+
+# ---- real-time bars -----------------------------------------------------------------------------
+
+
+@handles(FromClient.REQ_REAL_TIME_BARS)
+def req_real_time_bars(s: ClientSession, f: Fields) -> None:
+    f.int()  # version
+    req_id = f.int()
+    spec = read_contract(f, con_id=s.version >= MIN_SERVER_VER_TRADING_CLASS,
+                         trading_class=s.version >= MIN_SERVER_VER_TRADING_CLASS)
+    bar_size, what = f.int(), f.str().upper()
+    f.int()  # useRTH: the simulated market trades around the clock
+    if _duplicate(s, req_id):
+        return
+    inst = resolve_one(s, req_id, spec)
+    if inst is None:
+        return
+    if bar_size != 5:
+        s.error(req_id, 321, "Error validating request.-'bX' : cause - Invalid bar size "
+                f"{bar_size}: real-time bars are 5 seconds")
+        return
+    if what not in ("TRADES", "MIDPOINT", "BID", "ASK"):
+        s.error(req_id, 321, f"Error validating request.-'bX' : cause - Invalid whatToShow "
+                f"'{what}' for real-time bars")
+        return
+    market, tick = s.sim.market, inst.min_tick
+
+    def price_of(q: Quote) -> float:
+        return {"BID": q.bid, "ASK": q.ask, "MIDPOINT": _tick_round(q.mid, tick / 2)}.get(
+            what, q.last)
+
+    async def run(sub: Subscription) -> None:
+        bar_time = int(time.time()) // 5 * 5
+        while True:
+            prices, volume, count = [], 0, 0
+            steps = market.quote(inst.con_id).steps
+            # the bar's cadence: RT_BAR_TICKS tick intervals of the shared tape
+            for _ in range(RT_BAR_TICKS):
+                await asyncio.sleep(_interval(s))
+                q = market.advance(inst.con_id, _interval(s))
+                prices.append(price_of(q))
+                if q.steps != steps:
+                    steps = q.steps
+                    volume += q.last_size
+                    count += 1
+            wap = round(sum(prices) / len(prices), tick_decimals(tick) + 2)
+            if what != "TRADES":
+                volume, wap, count = -1, -1, -1
+            s.send(ToClient.REAL_TIME_BARS, 3, req_id, bar_time, prices[0], max(prices),
+                   min(prices), prices[-1], _size(s, volume), wap, count)
+            bar_time += 5
+
+    s.open_sub("rt_bars", req_id, inst.con_id, run=run, what=what)
+
+
+@handles(FromClient.CANCEL_REAL_TIME_BARS)
+def cancel_real_time_bars(s: ClientSession, f: Fields) -> None:
+    f.int()  # version
+    s.close_sub(f.int(), "rt_bars")
+
+
+# ---- depth ------------------------------------------------------------------------------------
+
+
+@handles(FromClient.REQ_MKT_DEPTH_EXCHANGES)
+def req_mkt_depth_exchanges(s: ClientSession, f: Fields) -> None:
+    out: list[object] = [ToClient.MKT_DEPTH_EXCHANGES, len(DEPTH_EXCHANGES)]
+    for exchange, sec_type, listing, service, agg in DEPTH_EXCHANGES:
+        if s.version >= MIN_SERVER_VER_SERVICE_DATA_TYPE:
+            out += [exchange, sec_type, listing, service, agg]
+        else:
+            out += [exchange, sec_type, service == "Deep2"]  # isL2
+    s.send(*out)
+
+
+class _Book:
+    """One depth subscription: sends row operations that keep the client's book equal to ours."""
+
+    def __init__(self, s: ClientSession, req_id: int, smart: bool, rng: random.Random) -> None:
+        self.s, self.req_id, self.smart, self.rng = s, req_id, smart, rng
+        self.rows: dict[int, list[BookRow]] = {0: [], 1: []}  # side 0 asks, 1 bids
+
+    def op(self, position: int, operation: int, side: int, row: BookRow) -> None:
+        s = self.s
+        if self.smart:
+            extra = [True] if s.version >= MIN_SERVER_VER_SMART_DEPTH else []
+            s.send(ToClient.MARKET_DEPTH_L2, 1, self.req_id, position, row.maker, operation,
+                   side, row.price, _size(s, row.size), *extra)
+        else:
+            s.send(ToClient.MARKET_DEPTH, 1, self.req_id, position, operation, side,
+                   row.price, _size(s, row.size))
+
+    def apply(self, bids: list[BookRow], asks: list[BookRow], churn: bool) -> None:
+        for side, new in ((0, asks), (1, bids)):
+            old = self.rows[side]
+            for pos, row in enumerate(new):
+                if pos >= len(old):
+                    self.op(pos, 0, side, row)
+                elif churn and pos == len(new) - 1:
+                    # an order left the book and another took its place
+                    self.op(pos, 2, side, old[pos])
+                    self.op(pos, 0, side, row)
+                elif old[pos].price == row.price and pos > 0 and self.rng.random() < 0.7:
+                    new[pos] = old[pos]  # most resting levels keep their size between ticks
+                elif (old[pos].price, old[pos].size) != (row.price, row.size):
+                    self.op(pos, 1, side, row)
+            for pos in range(len(old) - 1, len(new) - 1, -1):
+                self.op(pos, 2, side, old[pos])
+            self.rows[side] = new
+
+
+@handles(FromClient.REQ_MKT_DEPTH)
+def req_mkt_depth(s: ClientSession, f: Fields) -> None:
+    f.int()  # version
+    req_id = f.int()
+    spec = read_contract(f, con_id=s.version >= MIN_SERVER_VER_TRADING_CLASS,
+                         primary_exchange=s.version >= MIN_SERVER_VER_MKT_DEPTH_PRIM_EXCHANGE,
+                         trading_class=s.version >= MIN_SERVER_VER_TRADING_CLASS)
+    rows = f.int()
+    smart = f.bool() if s.version >= MIN_SERVER_VER_SMART_DEPTH else False
+    if _duplicate(s, req_id):
+        return
+    inst = resolve_one(s, req_id, spec)
+    if inst is None:
+        return
+    limit = s.sim.config.depth_limit
+    if len(s.subs_of("depth")) >= limit:
+        s.error(req_id, 309, f"Max number ({limit}) of market depth requests has been reached")
+        return
+    rows = max(1, min(rows, 50))
+    market = s.sim.market
+    rng = market.sub_rng("depth", inst.con_id, req_id)
+    book = _Book(s, req_id, smart, rng)
+    book.apply(*market.book(inst.con_id, rows, rng), churn=False)
+
+    async def run(sub: Subscription) -> None:
+        while True:
+            await asyncio.sleep(_interval(s))
+            market.advance(inst.con_id, _interval(s))
+            book.apply(*market.book(inst.con_id, rows, rng), churn=rng.random() < 0.2)
+
+    s.open_sub("depth", req_id, inst.con_id, run=run, rows=rows, smart=smart)
+
+
+@handles(FromClient.CANCEL_MKT_DEPTH)
+def cancel_mkt_depth(s: ClientSession, f: Fields) -> None:
+    f.int()  # version
+    s.close_sub(f.int(), "depth")
+
+
+# ---- blast ------------------------------------------------------------------------------------
+
+BLAST_DISTINCT = 1000
+BLAST_CHUNK = 256 * 1024
+
+
+def blast(sim: Simulator, con_id: int, count: int) -> dict[str, int]:
+    """Send ``count`` prebuilt tickPrice frames to every market-data subscriber of ``con_id``
+    as fast as their sockets drain, then a LAST_TIMESTAMP tickString "blast-end"."""
+    targets: list[tuple[ClientSession, Subscription]] = []
+    for s in sim.ready_sessions():
+        sub = next((x for x in s.subs_of("mkt_data") if x.con_id == con_id), None)
+        if sub is not None:
+            sub.params["paused"] = True  # regular ticks would interleave with the burst
+            targets.append((s, sub))
+    if targets:
+        q = sim.market.quote(con_id)
+        tick = sim.universe.by_con_id[con_id].min_tick
+        for s, sub in targets:
+            sim.spawn(_blast_one(s, sub, q, tick, count))
+    return {"sessions": len(targets), "count": count}
+
+
+async def _blast_one(s: ClientSession, sub: Subscription, q: Quote, tick: float,
+                     count: int) -> None:
+    # One block of distinct frames, repeated: a million ticks cost one join, not a million
+    # encodes. Chunks hold whole blocks so the session's other writes never split a frame.
+    frames = []
+    for i in range(BLAST_DISTINCT):
+        bid_side = i % 2 == 0
+        offset = (i // 2) % 50 * tick
+        price = _tick_round(q.bid - offset if bid_side else q.ask + offset, tick)
+        frames.append(wire.encode((ToClient.TICK_PRICE, 6, sub.req_id, BID if bid_side else ASK,
+                                   price, _size(s, 100 * (1 + i % 9)), 1)))
+    block = b"".join(frames)
+    per_chunk = max(1, BLAST_CHUNK // len(block))
+    chunk = block * per_chunk
+    full, rest = divmod(count, BLAST_DISTINCT)
+    try:
+        while full > 0 and s.state is SessionState.READY:
+            n = min(per_chunk, full)
+            s.send_raw(chunk if n == per_chunk else block * n)
+            full -= n
+            await s.drain()
+        s.send_raw(b"".join(frames[:rest]))
+        s.send(ToClient.TICK_STRING, 6, sub.req_id, LAST_TIMESTAMP, "blast-end")
+        await s.drain()
+    except ConnectionError:
+        pass
+    finally:
+        sub.params["paused"] = False

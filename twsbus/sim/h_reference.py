@@ -1,1 +1,409 @@
-"""(filled in by its owner)"""
+"""Reference-data requests: contract details, symbol search, option chains, market rules, SMART
+components, family codes, scanner parameters, fundamental data, soft-dollar tiers, user info and
+the option calculator (implied volatility / option price).
+
+All answers come from the universe (``sim.universe``) and, for the calculator, the market model;
+nothing here streams except the calculator requests, which stay registered until cancelled as at
+TWS. ``contract_data`` is the one encoder of TWS's contractData layout, kept here for any module
+that needs it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+
+from twsbus.sim.contracts import NO_SECURITY_DEFINITION, read_contract, resolve_one
+from twsbus.sim.msgids import FromClient, ToClient
+from twsbus.sim.registry import handles
+from twsbus.sim.session import ClientSession
+from twsbus.sim.universe import Instrument
+from twsbus.sim.wire import Fields
+
+MIN_SERVER_VER_MD_SIZE_MULTIPLIER = 110
+MIN_SERVER_VER_AGG_GROUP = 121
+MIN_SERVER_VER_UNDERLYING_INFO = 122
+MIN_SERVER_VER_MARKET_RULES = 126
+MIN_SERVER_VER_REAL_EXPIRATION_DATE = 134
+MIN_SERVER_VER_STOCK_TYPE = 152
+MIN_SERVER_VER_ENCODE_MSG_ASCII7 = 153
+MIN_SERVER_VER_PRICE_BASED_VOLATILITY = 156
+MIN_SERVER_VER_FRACTIONAL_SIZE_SUPPORT = 163
+MIN_SERVER_VER_SIZE_RULES = 164
+MIN_SERVER_VER_USER_INFO = 167
+MIN_SERVER_VER_BOND_ISSUERID = 176
+MIN_SERVER_VER_LAST_TRADE_DATE = 182
+MIN_SERVER_VER_INELIGIBILITY_REASONS = 186
+
+NO_FUNDAMENTALS = 430
+INVALID_REQUEST = 321
+CUST_OPTION_COMPUTATION = 53  # the tick type of calculator answers
+
+ISINS = {
+    265598: "US0378331005", 272093: "US5949181045", 8314: "US4592001014",
+    76792991: "US88160R1014", 3691937: "US0231351067", 4815747: "US67066G1040",
+    208813719: "US02079K3059", 756733: "US78462F1030",
+}
+
+#: Market rules: id -> [(low edge, increment)], for the rule ids the universe uses.
+MARKET_RULES: dict[int, list[tuple[float, float]]] = {
+    26: [(0.0, 0.01)],
+    32: [(0.0, 0.01), (3.0, 0.05)],
+    67: [(0.0, 0.25)],
+    239: [(0.0, 0.00005)],
+}
+
+SMART_COMPONENTS = [
+    (0, "NYSE", "N"), (1, "ARCA", "P"), (2, "NASDAQ", "Q"), (3, "BATS", "Z"), (4, "IEX", "V"),
+    (5, "AMEX", "A"), (6, "CHX", "M"), (7, "ISE", "I"), (8, "PHLX", "X"), (9, "CBOE", "W"),
+]
+
+SOFT_DOLLAR_TIERS = [("Research", "RSRCH1", "Research tier 1"),
+                     ("Execution", "EXEC1", "Execution services")]
+
+SCANNER_XML = (
+    '<?xml version="1.0" encoding="UTF-8"?>\n<ScanParameterResponse>'
+    "<InstrumentList><Instrument><name>US Stocks</name><type>STK</type>"
+    "<filters>PRICE,VOLUME,MARKET_CAP</filters></Instrument></InstrumentList>"
+    "<LocationTree><Location><displayName>US Stocks</displayName>"
+    "<locationCode>STK.US</locationCode><instruments>STK</instruments>"
+    "<LocationTree><Location><displayName>Listed/NASDAQ</displayName>"
+    "<locationCode>STK.US.MAJOR</locationCode><instruments>STK</instruments></Location>"
+    "</LocationTree></Location></LocationTree><ScanTypeList>"
+    + "".join(
+        f"<ScanType><displayName>{name}</displayName><scanCode>{code}</scanCode>"
+        "<instruments>STK</instruments></ScanType>"
+        for code, name in (("TOP_PERC_GAIN", "Top % Gainers"), ("TOP_PERC_LOSE", "Top % Losers"),
+                           ("MOST_ACTIVE", "Most Active"), ("HOT_BY_VOLUME", "Hot by Volume"),
+                           ("HIGH_OPT_IMP_VOLAT", "Highest Option Implied Vol %"))
+    )
+    + "</ScanTypeList><FilterList><RangeFilter><id>PRICE</id><category>Price</category>"
+    "</RangeFilter><RangeFilter><id>VOLUME</id><category>Volume</category></RangeFilter>"
+    "</FilterList></ScanParameterResponse>"
+)
+
+REPORT_TYPES = ("ReportSnapshot", "ReportsFinSummary", "ReportRatios", "ReportsFinStatements",
+                "RESC", "ReportsOwnership")
+
+
+def _plain(x: float) -> str:
+    """A price increment without exponent notation ("0.00005", not "5e-05")."""
+    return f"{x:.10f}".rstrip("0").rstrip(".") or "0"
+
+
+def ascii7(s: ClientSession, text: str) -> str:
+    """From version 153 clients unicode-escape-decode text fields: escape accordingly."""
+    if s.version < MIN_SERVER_VER_ENCODE_MSG_ASCII7:
+        return text
+    return text.replace("\\", "\\\\").encode("ascii", "backslashreplace").decode("ascii")
+
+
+def _last_trade_time(inst: Instrument) -> str:
+    return {"OPT": "16:00", "FUT": "08:30"}.get(inst.sec_type, "")
+
+
+def _under_sec_type(inst: Instrument) -> str:
+    return {"OPT": "STK", "FUT": "IND"}.get(inst.sec_type, "")
+
+
+def _size_rules(inst: Instrument) -> tuple[str, str, str]:
+    """(minSize, sizeIncrement, suggestedSizeIncrement): US stocks trade in fractions."""
+    if inst.sec_type == "STK":
+        return "0.0001", "0.0001", "100"
+    if inst.sec_type == "CASH":
+        return "1", "1", "25000"
+    return "1", "1", "1"
+
+
+def contract_data(s: ClientSession, req_id: int, inst: Instrument,
+                  exchange: str = "") -> list[object]:
+    """One contractData message (id 10) for ``inst``, laid out for the session's version."""
+    v = s.version
+    out: list[object] = [ToClient.CONTRACT_DATA]
+    if v < MIN_SERVER_VER_SIZE_RULES:
+        out.append(8)
+    last = inst.expiry
+    if last and _last_trade_time(inst):
+        last = f"{inst.expiry} {_last_trade_time(inst)}"
+    out += [req_id, inst.symbol, inst.sec_type, last]
+    if v >= MIN_SERVER_VER_LAST_TRADE_DATE:
+        out.append(inst.expiry)
+    out += [inst.strike, inst.right, exchange or inst.exchange, inst.currency, inst.local_symbol,
+            inst.trading_class, inst.trading_class, inst.con_id, _plain(inst.min_tick)]
+    if MIN_SERVER_VER_MD_SIZE_MULTIPLIER <= v < MIN_SERVER_VER_SIZE_RULES:
+        out.append(1)  # mdSizeMultiplier: sizes are in shares
+    out += [inst.multiplier, inst.order_types, inst.valid_exchanges, 1, inst.under_con_id,
+            ascii7(s, inst.long_name), inst.primary_exchange, inst.expiry[:6], inst.industry,
+            inst.category, inst.subcategory, inst.time_zone, inst.trading_hours,
+            inst.liquid_hours, "", ""]  # evRule, evMultiplier
+    isin = ISINS.get(inst.con_id)
+    out += [1, "ISIN", isin] if isin else [0]
+    if v >= MIN_SERVER_VER_AGG_GROUP:
+        out.append({"STK": 1, "OPT": 2, "FUT": 4, "CASH": 4}.get(inst.sec_type, 1))
+    if v >= MIN_SERVER_VER_UNDERLYING_INFO:
+        out += [inst.under_symbol, _under_sec_type(inst)]
+    if v >= MIN_SERVER_VER_MARKET_RULES:
+        # One rule per valid exchange, in the same order, as TWS lists them.
+        n = len(inst.valid_exchanges.split(","))
+        out.append(",".join([str(inst.market_rule_id)] * n))
+    if v >= MIN_SERVER_VER_REAL_EXPIRATION_DATE:
+        out.append(inst.expiry)
+    if v >= MIN_SERVER_VER_STOCK_TYPE:
+        out.append(inst.stock_type)
+    min_size, increment, suggested = _size_rules(inst)
+    if v == MIN_SERVER_VER_FRACTIONAL_SIZE_SUPPORT:
+        out.append(increment)  # sizeMinTick, replaced by the size rules at 164
+    if v >= MIN_SERVER_VER_SIZE_RULES:
+        out += [min_size, increment, suggested]
+    if v >= MIN_SERVER_VER_INELIGIBILITY_REASONS:
+        out.append(0)
+    return out
+
+
+@handles(FromClient.REQ_CONTRACT_DATA)
+def req_contract_details(s: ClientSession, f: Fields) -> None:
+    f.int()  # version
+    req_id = f.int()
+    spec = read_contract(f, include_expired=True)
+    sec_id_type, sec_id = f.str(), f.str()
+    matches = s.sim.universe.find(spec)
+    if not matches and sec_id_type.upper() == "ISIN" and sec_id:
+        matches = [i for c, isin in ISINS.items() if isin == sec_id
+                   and (i := s.sim.universe.get(c)) is not None]
+    if not matches:
+        s.error(req_id, NO_SECURITY_DEFINITION,
+                "No security definition has been found for the request")
+        return
+    exchange = spec.get("exchange") or ""
+    for inst in matches:
+        s.send(*contract_data(s, req_id, inst, exchange))
+    s.send(ToClient.CONTRACT_DATA_END, 1, req_id)
+
+
+@handles(FromClient.REQ_MATCHING_SYMBOLS)
+def req_matching_symbols(s: ClientSession, f: Fields) -> None:
+    req_id, pattern = f.int(), f.str()
+    universe = s.sim.universe
+    out: list[object] = [ToClient.SYMBOL_SAMPLES, req_id]
+    found = universe.search(pattern) if pattern else []
+    out.append(len(found))
+    for inst in found:
+        derivatives = {"STK": ["CFD", "OPT"] if universe.options_of(inst.con_id) else ["CFD"],
+                       "FUT": ["FOP"]}.get(inst.sec_type, [])
+        out += [inst.con_id, inst.symbol, inst.sec_type, inst.primary_exchange, inst.currency,
+                len(derivatives), *derivatives]
+        if s.version >= MIN_SERVER_VER_BOND_ISSUERID:
+            out += [ascii7(s, inst.long_name), ""]  # description, issuerId
+    s.send(*out)
+
+
+@handles(FromClient.REQ_SEC_DEF_OPT_PARAMS)
+def req_sec_def_opt_params(s: ClientSession, f: Fields) -> None:
+    req_id, symbol, fut_fop_exchange, sec_type, con_id = (
+        f.int(), f.str(), f.str(), f.str(), f.int())
+    universe = s.sim.universe
+    under = universe.get(con_id) if con_id else None
+    if under is None and symbol:
+        found = universe.find({"symbol": symbol, "secType": sec_type or "STK"})
+        under = found[0] if len(found) == 1 else None
+    chain = universe.options_of(under.con_id) if under else []
+    by_class: dict[tuple[str, str], list[Instrument]] = {}
+    for opt in chain:
+        by_class.setdefault((opt.trading_class, opt.multiplier), []).append(opt)
+    for (trading_class, multiplier), opts in by_class.items():
+        expiries = sorted({o.expiry for o in opts})
+        strikes = sorted({o.strike for o in opts})
+        exchanges = ["SMART", *(x for x in opts[0].valid_exchanges.split(",") if x != "SMART")]
+        for exchange in exchanges:
+            if fut_fop_exchange and exchange != fut_fop_exchange:
+                continue
+            s.send(ToClient.SECURITY_DEFINITION_OPTION_PARAMETER, req_id, exchange,
+                   under.con_id if under else 0, trading_class, multiplier,
+                   len(expiries), *expiries, len(strikes), *strikes)
+    s.send(ToClient.SECURITY_DEFINITION_OPTION_PARAMETER_END, req_id)
+
+
+@handles(FromClient.REQ_MARKET_RULE)
+def req_market_rule(s: ClientSession, f: Fields) -> None:
+    rule_id = f.int()
+    rule = MARKET_RULES.get(rule_id)
+    if rule is None:
+        s.error(-1, INVALID_REQUEST,
+                f"Error validating request.-'cx' : cause - Invalid market rule id {rule_id}")
+        return
+    flat = [_plain(x) for pair in rule for x in pair]
+    s.send(ToClient.MARKET_RULE, rule_id, len(rule), *flat)
+
+
+@handles(FromClient.REQ_SMART_COMPONENTS)
+def req_smart_components(s: ClientSession, f: Fields) -> None:
+    req_id, _bbo_exchange = f.int(), f.str()
+    flat = [x for comp in SMART_COMPONENTS for x in comp]
+    s.send(ToClient.SMART_COMPONENTS, req_id, len(SMART_COMPONENTS), *flat)
+
+
+@handles(FromClient.REQ_FAMILY_CODES)
+def req_family_codes(s: ClientSession, f: Fields) -> None:
+    codes = s.sim.config.accounts
+    flat = [x for code in codes for x in (code, f"F{code[2:]}")]
+    s.send(ToClient.FAMILY_CODES, len(codes), *flat)
+
+
+@handles(FromClient.REQ_SCANNER_PARAMETERS)
+def req_scanner_parameters(s: ClientSession, f: Fields) -> None:
+    s.send(ToClient.SCANNER_PARAMETERS, 1, SCANNER_XML)
+
+
+def _fundamentals_xml(inst: Instrument, report: str) -> str:
+    price = inst.price
+    return (
+        f'<?xml version="1.0" encoding="UTF-8"?>\n<{report} Major="1" Minor="0">'
+        f'<CoIDs><CoID Type="CompanyName">{inst.long_name}</CoID>'
+        f'<CoID Type="ISIN">{ISINS.get(inst.con_id, "")}</CoID></CoIDs>'
+        f'<Issues><Issue Type="C" Desc="Common Stock"><IssueID Type="Ticker">{inst.symbol}'
+        f'</IssueID><Exchange Code="{inst.primary_exchange}"/></Issue></Issues>'
+        f"<CoGeneralInfo><Industry>{inst.industry}</Industry>"
+        f"<Category>{inst.category}</Category></CoGeneralInfo>"
+        f'<Ratios PriceCurrency="{inst.currency}"><Ratio FieldName="NPRICE">{price:.2f}</Ratio>'
+        f'<Ratio FieldName="PEEXCLXOR">{price / 6.5:.2f}</Ratio></Ratios></{report}>'
+    )
+
+
+@handles(FromClient.REQ_FUNDAMENTAL_DATA)
+def req_fundamental_data(s: ClientSession, f: Fields) -> None:
+    f.int()  # version
+    req_id = f.int()
+    spec = {"conId": f.int(), "symbol": f.str(), "secType": f.str(), "exchange": f.str(),
+            "primaryExchange": f.str(), "currency": f.str(), "localSymbol": f.str()}
+    report = f.str()
+    inst = resolve_one(s, req_id, spec)
+    if inst is None:
+        return
+    if inst.sec_type != "STK" or report not in REPORT_TYPES:
+        s.error(req_id, NO_FUNDAMENTALS, "We are sorry, but fundamentals data for the security "
+                                         "specified is not available.failed to fetch")
+        return
+    s.send(ToClient.FUNDAMENTAL_DATA, 1, req_id, _fundamentals_xml(inst, report))
+
+
+@handles(FromClient.CANCEL_FUNDAMENTAL_DATA)
+def cancel_fundamental_data(s: ClientSession, f: Fields) -> None:
+    return None  # answered in one message: nothing left to stop
+
+
+@handles(FromClient.REQ_SOFT_DOLLAR_TIERS)
+def req_soft_dollar_tiers(s: ClientSession, f: Fields) -> None:
+    req_id = f.int()
+    flat = [x for tier in SOFT_DOLLAR_TIERS for x in tier]
+    s.send(ToClient.SOFT_DOLLAR_TIERS, req_id, len(SOFT_DOLLAR_TIERS), *flat)
+
+
+@handles(FromClient.REQ_USER_INFO)
+def req_user_info(s: ClientSession, f: Fields) -> None:
+    if s.version >= MIN_SERVER_VER_USER_INFO:
+        s.send(ToClient.USER_INFO, f.int(), "")  # no white-branding id
+
+
+# ---- the option calculator ----------------------------------------------------------------
+
+RATE = 0.04
+
+
+def _years_to(expiry: str) -> float:
+    end = datetime.strptime(expiry + " 21:00", "%Y%m%d %H:%M").replace(tzinfo=UTC)
+    return max((end.timestamp() - time.time()) / (365.0 * 86400), 1.0 / 365)
+
+
+def _ncdf(x: float) -> float:
+    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+def black_scholes(call: bool, spot: float, strike: float, t: float,
+                  vol: float) -> tuple[float, float, float, float, float]:
+    """(price, delta, gamma, vega, theta per day) without dividends."""
+    sq = math.sqrt(t)
+    d1 = (math.log(spot / strike) + (RATE + vol * vol / 2) * t) / (vol * sq)
+    d2 = d1 - vol * sq
+    pdf = math.exp(-d1 * d1 / 2) / math.sqrt(2 * math.pi)
+    disc = math.exp(-RATE * t)
+    if call:
+        price = spot * _ncdf(d1) - strike * disc * _ncdf(d2)
+        delta = _ncdf(d1)
+        theta = -spot * pdf * vol / (2 * sq) - RATE * strike * disc * _ncdf(d2)
+    else:
+        price = strike * disc * _ncdf(-d2) - spot * _ncdf(-d1)
+        delta = _ncdf(d1) - 1
+        theta = -spot * pdf * vol / (2 * sq) + RATE * strike * disc * _ncdf(-d2)
+    return price, delta, pdf / (spot * vol * sq), spot * pdf * sq / 100, theta / 365
+
+
+def implied_vol(call: bool, spot: float, strike: float, t: float, price: float) -> float | None:
+    lo, hi = 1e-4, 5.0
+    if not (black_scholes(call, spot, strike, t, lo)[0] <= price
+            <= black_scholes(call, spot, strike, t, hi)[0]):
+        return None
+    for _ in range(100):
+        mid = (lo + hi) / 2
+        if black_scholes(call, spot, strike, t, mid)[0] < price:
+            lo = mid
+        else:
+            hi = mid
+    return (lo + hi) / 2
+
+
+def _read_calc(s: ClientSession, f: Fields) -> tuple[int, Instrument | None, float, float]:
+    f.int()  # version
+    req_id = f.int()
+    spec = read_contract(f)
+    given, under_price = f.float(), f.float()
+    inst = resolve_one(s, req_id, spec)
+    if inst is not None and not inst.is_option:
+        s.error(req_id, INVALID_REQUEST, "Error validating request.-'bA' : cause - "
+                                         "Option calculations are only for options")
+        inst = None
+    if inst is not None and under_price <= 0:
+        under_price = s.sim.market.quote(inst.under_con_id).last
+    return req_id, inst, given, under_price
+
+
+def _send_computation(s: ClientSession, req_id: int, vol: float | None, inst: Instrument,
+                      spot: float) -> None:
+    t = _years_to(inst.expiry)
+    if vol is None:
+        greeks: list[float] = [-1.0, -2.0, -1.0, 0.0, -2.0, -2.0, -2.0]
+    else:
+        price, delta, gamma, vega, theta = black_scholes(inst.right == "C", spot, inst.strike,
+                                                         t, vol)
+        greeks = [round(vol, 6), round(delta, 6), round(price, 4), 0.0, round(gamma, 6),
+                  round(vega, 6), round(theta, 6)]
+    head: list[object] = [ToClient.TICK_OPTION_COMPUTATION]
+    if s.version < MIN_SERVER_VER_PRICE_BASED_VOLATILITY:
+        head += [6, req_id, CUST_OPTION_COMPUTATION]
+    else:
+        head += [req_id, CUST_OPTION_COMPUTATION, 1]  # tickAttrib 1: price based
+    s.send(*head, *greeks, spot)
+    s.open_sub("option_calc", req_id, inst.con_id)  # live until the client cancels
+
+
+@handles(FromClient.REQ_CALC_IMPLIED_VOLAT)
+def calc_implied_volatility(s: ClientSession, f: Fields) -> None:
+    req_id, inst, option_price, spot = _read_calc(s, f)
+    if inst is None:
+        return
+    vol = implied_vol(inst.right == "C", spot, inst.strike, _years_to(inst.expiry), option_price)
+    _send_computation(s, req_id, vol, inst, spot)
+
+
+@handles(FromClient.REQ_CALC_OPTION_PRICE)
+def calc_option_price(s: ClientSession, f: Fields) -> None:
+    req_id, inst, vol, spot = _read_calc(s, f)
+    if inst is None:
+        return
+    _send_computation(s, req_id, vol if vol > 0 else None, inst, spot)
+
+
+@handles(FromClient.CANCEL_CALC_IMPLIED_VOLAT, FromClient.CANCEL_CALC_OPTION_PRICE)
+def cancel_calc(s: ClientSession, f: Fields) -> None:
+    f.int()  # version
+    s.close_sub(f.int(), "option_calc")

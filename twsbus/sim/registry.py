@@ -36,7 +36,9 @@ def load_all() -> dict[int, Handler]:
     """Import every handler module once so their registrations run."""
     from twsbus.sim import (  # noqa: F401
         h_account,
+        h_history,
         h_market,
+        h_news,
         h_orders,
         h_reference,
         h_session,

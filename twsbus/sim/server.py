@@ -17,9 +17,8 @@ from typing import Any
 
 import msgspec
 
-from twsbus.sim.msgids import FromClient
 from twsbus.sim.registry import load_all
-from twsbus.sim.session import ClientSession, SessionState
+from twsbus.sim.session import ClientSession, SessionState, request_name
 
 log = logging.getLogger("twsbus.sim")
 
@@ -58,6 +57,10 @@ class SimConfig(msgspec.Struct, kw_only=True):
 class Faults(msgspec.Struct, kw_only=True):
     silent: bool = False
     refuse_connections: bool = False
+    #: Request names (FromClient names, e.g. "REQ_HISTORICAL_DATA") received but never answered.
+    ignore: list[str] = msgspec.field(default_factory=list)
+    #: Request name -> seconds to wait before answering (other requests are not held up).
+    delay: dict[str, float] = msgspec.field(default_factory=dict)
 
 
 class Stats:
@@ -71,11 +74,7 @@ class Stats:
         self.connections = 0
 
     def received(self, msg_id: int) -> None:
-        try:
-            name = FromClient(msg_id).name
-        except ValueError:
-            name = str(msg_id)
-        self.requests[name] += 1
+        self.requests[request_name(msg_id)] += 1
 
     def subscribed(self, kind: str) -> None:
         self.opened[kind] += 1
@@ -86,6 +85,7 @@ class Stats:
 
 class Simulator:
     def __init__(self, config: SimConfig | None = None) -> None:
+        from twsbus.sim.accounts import Accounts
         from twsbus.sim.market import Market
         from twsbus.sim.orders import OrderBook
         from twsbus.sim.universe import Universe
@@ -95,6 +95,7 @@ class Simulator:
         self.universe = Universe()
         self.market = Market(self.universe, self.config.seed)
         self.orders = OrderBook(self)
+        self.accounts = Accounts(self)
         self.faults = Faults()
         self.stats = Stats()
         self.sessions: set[ClientSession] = set()
@@ -130,14 +131,8 @@ class Simulator:
         session = ClientSession(self, reader, writer)
         self.sessions.add(session)
         self.stats.connections += 1
-        task = asyncio.current_task()
-        if task is not None:
-            self._tasks.add(task)
-        try:
-            await session.run()
-        finally:
-            if task is not None:
-                self._tasks.discard(task)
+        # Not tracked in _tasks: connection handlers end when drop_all closes their sockets.
+        await session.run()
 
     def forget(self, session: ClientSession) -> None:
         self.sessions.discard(session)

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from twsbus.sim import wire
 from twsbus.sim.msgids import FromClient, ToClient
-from twsbus.sim.registry import HANDLERS
+from twsbus.sim.registry import HANDLERS, Handler
 
 if TYPE_CHECKING:
     from twsbus.sim.server import Simulator
@@ -29,6 +29,13 @@ log = logging.getLogger("twsbus.sim")
 MIN_SERVER_VER_ADVANCED_ORDER_REJECT = 166
 MIN_SERVER_VER_ERROR_TIME = 194
 MAX_FRAME = 16 * 1024 * 1024
+
+
+def request_name(msg_id: int) -> str:
+    try:
+        return FromClient(msg_id).name
+    except ValueError:
+        return str(msg_id)
 
 
 class SessionState(enum.IntEnum):
@@ -225,9 +232,23 @@ class ClientSession:
             self.sim.stats.unhandled += 1
             log.debug("no handler for message %d %r", msg_id, fields)
             return
+        name = request_name(msg_id)
+        faults = self.sim.faults
+        if name in faults.ignore:
+            return
+        if name in faults.delay:
+            self.sim.spawn(self._later(faults.delay[name], handler, fields))
+            return
         result = handler(self, wire.Fields(fields, 1))
         if result is not None:
             await result
+
+    async def _later(self, seconds: float, handler: Handler, fields: list[str]) -> None:
+        await asyncio.sleep(seconds)
+        if self.state is SessionState.READY:
+            result = handler(self, wire.Fields(fields, 1))
+            if result is not None:
+                await result
 
     def close(self) -> None:
         if self.state is SessionState.CLOSED:

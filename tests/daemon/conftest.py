@@ -1,0 +1,36 @@
+"""Fixtures for daemon tests: a real nats-server, the simulator, and `twsbus run` as a process."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import nats
+import pytest
+from nats.aio.client import Client
+
+from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
+
+
+@dataclass
+class Stack:
+    nats: NatsServer
+    sim: SimulatorThread
+    daemon: DaemonProcess
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[Stack]:
+    with NatsServer() as ns, SimulatorThread(tick_interval=0.05) as sim:
+        daemon = DaemonProcess(ns.url, sim.port).start()
+        try:
+            yield Stack(ns, sim, daemon)
+        finally:
+            daemon.stop()
+
+
+@pytest.fixture
+async def nc(stack: Stack) -> AsyncIterator[Client]:
+    client = await nats.connect(stack.nats.url)
+    yield client
+    await client.close()

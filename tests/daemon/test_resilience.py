@@ -1,0 +1,152 @@
+"""The daemon survives what deployments do: TWS drops, silent links, restarts, NATS restarts."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import time
+
+import nats
+from natsreq import ask
+
+from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
+
+
+def _wait_state(daemon: DaemonProcess, state: str, timeout: float = 10) -> dict:
+    return daemon.wait_ready(timeout=timeout, state=state)
+
+
+async def test_daemon_reconnects_after_simulator_drops_the_link() -> None:
+    with NatsServer() as ns, SimulatorThread() as sim, DaemonProcess(ns.url, sim.port) as daemon:
+        before = daemon.status()
+        assert before is not None
+        sim.control.post("/drop")
+        deadline = time.monotonic() + 10
+        while True:  # ready again, after at least one reconnect
+            status = daemon.status()
+            if status and status["tws"]["state"] == "ready" and status["tws"].get("reconnects"):
+                break
+            assert time.monotonic() < deadline, status
+            await asyncio.sleep(0.1)
+        nc = await nats.connect(ns.url)
+        assert (await ask(nc, "current_time")).code == 0
+        await nc.close()
+        assert sim.control.state()["connections"] == 2
+
+
+async def test_daemon_detects_a_silent_link_with_its_probe() -> None:
+    with NatsServer() as ns, SimulatorThread() as sim, DaemonProcess(ns.url, sim.port) as daemon:
+        sim.control.post("/silent", on=True)
+        # probe_interval 1 s + probe_timeout 1 s in the test daemon: dead within ~3 s
+        status = None
+        deadline = time.monotonic() + 8
+        while time.monotonic() < deadline:
+            status = daemon.status()
+            if status and status["tws"]["state"] != "ready":
+                break
+            await asyncio.sleep(0.1)
+        assert status and status["tws"]["state"] != "ready", status
+        sim.control.post("/silent", on=False)
+        status = _wait_state(daemon, "ready", timeout=15)
+        assert "probe" in (status["tws"].get("lastError") or "probe")
+
+
+async def test_nightly_restart_fails_queries_fast_then_recovers() -> None:
+    with NatsServer() as ns, SimulatorThread() as sim, DaemonProcess(ns.url, sim.port) as daemon:
+        nc = await nats.connect(ns.url)
+        sim.control.post("/restart", seconds=2)
+        await asyncio.sleep(0.3)
+        started = time.monotonic()
+        down = await ask(nc, "current_time")
+        assert down.code == 503, down
+        assert time.monotonic() - started < 1.0  # failed fast, not timed out
+        _wait_state(daemon, "ready", timeout=15)
+        assert (await ask(nc, "current_time")).code == 0
+        await nc.close()
+
+
+async def test_nats_restart_is_survived() -> None:
+    with NatsServer() as ns, SimulatorThread() as sim, DaemonProcess(ns.url, sim.port):
+        ns.restart(down_for=1.0)
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                nc = await nats.connect(ns.url, max_reconnect_attempts=0)
+                reply = await ask(nc, "current_time", timeout=1)
+                await nc.close()
+                if reply.code == 0:
+                    break
+            except Exception:
+                pass
+            assert time.monotonic() < deadline, "daemon never answered after the NATS restart"
+            await asyncio.sleep(0.2)
+
+
+def test_sigterm_shuts_down_in_order_and_exits_0() -> None:
+    with NatsServer() as ns, SimulatorThread() as sim:
+        daemon = DaemonProcess(ns.url, sim.port).start()
+        assert daemon.stop(signal.SIGTERM) == 0
+        log = daemon.log()
+        assert "shutting down" in log
+        assert "Traceback" not in log
+        # the TWS connection is closed: the simulator has no client left
+        deadline = time.monotonic() + 5
+        while sim.control.state()["clients"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sim.control.state()["clients"] == []
+
+
+def test_sigint_also_exits_0() -> None:
+    with NatsServer() as ns, SimulatorThread() as sim:
+        daemon = DaemonProcess(ns.url, sim.port).start()
+        assert daemon.stop(signal.SIGINT) == 0
+
+
+def test_client_id_in_use_is_reported_in_status() -> None:
+    with NatsServer() as ns, SimulatorThread() as sim, DaemonProcess(ns.url, sim.port):
+        second = DaemonProcess(ns.url, sim.port, prefix="tws2").start(wait=False)
+        try:
+            deadline = time.monotonic() + 10
+            status = None
+            while time.monotonic() < deadline:
+                status = second.status()
+                if status and "already in use" in (status["tws"].get("lastError") or ""):
+                    break
+                time.sleep(0.1)
+            assert status and "already in use" in status["tws"]["lastError"], status
+            assert status["tws"]["state"] != "ready"
+        finally:
+            second.stop()
+
+
+async def test_farm_messages_go_to_the_errors_subject_not_to_requests() -> None:
+    with NatsServer() as ns, SimulatorThread() as sim, DaemonProcess(ns.url, sim.port):
+        nc = await nats.connect(ns.url)
+        got: asyncio.Queue[dict] = asyncio.Queue()
+
+        async def on_msg(msg: nats.aio.msg.Msg) -> None:
+            await got.put(json.loads(msg.data))
+
+        await nc.subscribe("tws.errors", cb=on_msg)
+        await nc.flush()
+        sim.control.post("/farm", code=2103)
+        event = await asyncio.wait_for(got.get(), 5)
+        assert event["code"] == 2103 and "broken" in event["message"]
+        assert (await ask(nc, "current_time")).code == 0
+        await nc.close()
+
+
+async def test_status_is_published_periodically_and_on_request() -> None:
+    with NatsServer() as ns, SimulatorThread() as sim, DaemonProcess(ns.url, sim.port) as daemon:
+        nc = await nats.connect(ns.url)
+        sub = await nc.subscribe("tws.status")
+        msg = await sub.next_msg(timeout=3)
+        published = json.loads(msg.data)
+        requested = (await ask(nc, "status")).data
+        assert published["epoch"] == requested["epoch"] == daemon.status()["epoch"]
+        assert requested["tws"]["state"] == "ready"
+        assert requested["tws"]["serverVersion"] == 200 or requested["tws"]["serverVersion"] == 157
+        assert requested["lines"] == {"used": 0, "max": 100}
+        assert "pacing" in requested and "dropped" in requested
+        await nc.close()

@@ -1,0 +1,3 @@
+from twsbus.cli import app
+
+app(prog_name="twsbus")

@@ -1,0 +1,139 @@
+"""The one error table: twsbus errors, their stable numeric codes, and IB's codes mapped onto them.
+
+Every error a user can see is a ``TwsBusError`` subclass with an HTTP-like ``code``. On NATS it
+travels as the micro-service headers ``Nats-Service-Error-Code`` / ``Nats-Service-Error`` *and* as
+a JSON body ``{"error": {"code": ..., "message": ..., "tws_code": ...}}`` (``error_reply``), so
+``nats req`` shows it and programs can parse it. IB's numeric error codes are translated here and
+nowhere else (``from_tws``); ``is_informational`` says which IB codes are status, not failure.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+
+class TwsBusError(Exception):
+    code: ClassVar[int] = 500
+
+    def __init__(self, message: str, *, tws_code: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.tws_code = tws_code
+
+    def __repr__(self) -> str:
+        extra = f", tws_code={self.tws_code}" if self.tws_code is not None else ""
+        return f"{type(self).__name__}({self.message!r}{extra})"
+
+
+class BadRequest(TwsBusError):
+    code = 400
+
+
+class NotFound(TwsBusError):
+    """Unknown contract, lease or subject."""
+
+    code = 404
+
+
+class Timeout(TwsBusError):
+    code = 408
+
+
+class Conflict(TwsBusError):
+    code = 409
+
+
+class PayloadTooLarge(TwsBusError):
+    code = 413
+
+
+class BudgetExhausted(TwsBusError):
+    """A market-data line, depth or pacing budget is used up."""
+
+    code = 429
+
+
+class InternalError(TwsBusError):
+    code = 500
+
+
+class TwsError(TwsBusError):
+    """TWS refused or failed the request; ``tws_code`` holds IB's code."""
+
+    code = 502
+
+
+class NotConnected(TwsBusError):
+    code = 503
+
+
+# IB codes that mean something more specific than "TWS said no".
+_TWS_CODE_CLASS: dict[int, type[TwsBusError]] = {
+    200: NotFound,  # no security definition / ambiguous contract
+    100: BudgetExhausted,  # max messages per second exceeded
+    101: BudgetExhausted,  # max number of tickers reached
+    309: BudgetExhausted,  # max number of market depth requests
+    103: Conflict,  # duplicate order id
+    326: Conflict,  # client id in use
+    10197: Conflict,  # no market data during competing live session
+    321: BadRequest,  # error validating request
+    322: BadRequest,  # error processing request (often a duplicate id)
+    504: NotConnected,
+    1100: NotConnected,
+}
+
+# Status and warnings: they describe the connection or data quality, never fail a request.
+_INFO_CODES = frozenset({1100, 1101, 1102, 2100, 2150, 2157, 2158, 10167, 10285, 2176})
+
+
+def is_informational(tws_code: int) -> bool:
+    return tws_code in _INFO_CODES or 2100 <= tws_code <= 2199
+
+
+def is_connection_level(tws_code: int) -> bool:
+    """Codes about the link or the data farms rather than about one request."""
+    return tws_code in (1100, 1101, 1102, 2110) or 2103 <= tws_code <= 2108 or \
+        tws_code in (2157, 2158)
+
+
+def from_tws(tws_code: int, message: str) -> TwsBusError:
+    cls = _TWS_CODE_CLASS.get(tws_code, TwsError)
+    return cls(message, tws_code=tws_code)
+
+
+class ErrorBody(msgspec.Struct, omit_defaults=True):
+    code: int
+    message: str
+    tws_code: int | None = None
+
+
+class ErrorReply(msgspec.Struct):
+    error: ErrorBody
+
+
+def error_reply(err: TwsBusError) -> tuple[bytes, dict[str, str]]:
+    """The body and NATS service headers of an error answer."""
+    body = msgspec.json.encode(ErrorReply(ErrorBody(err.code, err.message, err.tws_code)))
+    headers = {"Nats-Service-Error-Code": str(err.code), "Nats-Service-Error": err.message}
+    return body, headers
+
+
+def parse_error(data: bytes) -> TwsBusError | None:
+    """Turn an error body back into an exception (the client library uses this)."""
+    try:
+        reply = msgspec.json.decode(data, type=ErrorReply)
+    except msgspec.ValidationError:
+        return None
+    except msgspec.DecodeError:
+        return None
+    cls = next((c for c in _ALL if c.code == reply.error.code), TwsBusError)
+    err = cls(reply.error.message, tws_code=reply.error.tws_code)
+    return err
+
+
+_ALL: tuple[type[TwsBusError], ...] = (
+    BadRequest, NotFound, Timeout, Conflict, PayloadTooLarge, BudgetExhausted, InternalError,
+    TwsError, NotConnected,
+)

@@ -1,0 +1,123 @@
+"""Wire types: the msgspec structs that cross the NATS boundary.
+
+IB's field names are kept where IB defines the object (``conId``, ``secType``...), so IB's own
+documentation describes them. Request argument structs for the query endpoints are not written
+here: ``subjects.py`` builds them from ``subjects.yaml`` out of the types below.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class Contract(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A contract by conId or by description, in IB's vocabulary."""
+
+    conId: int = 0
+    symbol: str = ""
+    secType: str = ""
+    lastTradeDateOrContractMonth: str = ""
+    strike: float = 0.0
+    right: str = ""
+    multiplier: str = ""
+    exchange: str = ""
+    primaryExchange: str = ""
+    currency: str = ""
+    localSymbol: str = ""
+    tradingClass: str = ""
+    includeExpired: bool = False
+    secIdType: str = ""
+    secId: str = ""
+    description: str = ""
+    issuerId: str = ""
+
+    def is_empty(self) -> bool:
+        return not (self.conId or self.symbol or self.localSymbol or self.secId)
+
+
+class TagValue(msgspec.Struct, forbid_unknown_fields=True):
+    tag: str
+    value: str
+
+
+class ExecFilter(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """IB's ExecutionFilter."""
+
+    clientId: int = 0
+    acctCode: str = ""
+    time: str = ""
+    symbol: str = ""
+    secType: str = ""
+    exchange: str = ""
+    side: str = ""
+
+
+class OrderCancel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    manualOrderCancelTime: str = ""
+    extOperator: str = ""
+    manualOrderIndicator: int | None = None
+
+
+#: An order is IB's Order object as a JSON object; its field names are checked against IB's own
+#: Order class at the TWS boundary (tws/objects.py), which knows all hundred-odd of them.
+Order = dict[str, Any]
+
+
+class OkReply(msgspec.Struct):
+    ok: bool = True
+
+
+class TwsState(msgspec.Struct, omit_defaults=True):
+    state: str
+    serverVersion: int | None = None
+    accounts: list[str] = msgspec.field(default_factory=list)
+    since: int = 0  # ns since the epoch of the last state change
+    host: str = ""
+    port: int = 0
+    clientId: int = 0
+    lastError: str | None = None
+    reconnects: int = 0
+
+
+class Budget(msgspec.Struct):
+    used: int
+    max: int
+
+
+class Pacing(msgspec.Struct):
+    queued: int
+    rate: float
+    peak: int = 0
+    sent: int = 0
+
+
+class SubscriptionInfo(msgspec.Struct, omit_defaults=True):
+    kind: str
+    subject: str
+    leases: int
+    state: str
+    conId: int | None = None
+
+
+class Status(msgspec.Struct, omit_defaults=True):
+    epoch: str
+    tws: TwsState
+    lines: Budget
+    depth: Budget
+    pacing: Pacing
+    subscriptions: list[SubscriptionInfo] = msgspec.field(default_factory=list)
+    dropped: dict[str, int] = msgspec.field(default_factory=dict)
+    queries: dict[str, int] = msgspec.field(default_factory=dict)
+    nats: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class TwsErrorEvent(msgspec.Struct, omit_defaults=True):
+    """Published on ``tws.errors``: warnings and link-level codes that belong to no request."""
+
+    code: int
+    message: str
+    reqId: int = -1
+    ts: int = 0
+    epoch: str = ""

@@ -1,0 +1,245 @@
+"""The daemon: one TWS session, one NATS connection, and the task group that owns every task.
+
+``Daemon.run`` connects to NATS (reconnecting forever), registers the ``twsbus`` micro service
+with an endpoint per query in subjects.yaml plus ``status``, starts the TWS session, and publishes
+``tws.status`` on every change and every ``status_interval`` seconds. ``Daemon.stop`` shuts down in
+order: stop taking requests, answer or fail those in flight, cancel TWS requests, disconnect from
+TWS, drain NATS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+import time
+from typing import Any
+
+import msgspec
+import nats
+from nats.aio.client import Client as NATS
+from nats.micro import add_service
+from nats.micro.service import EndpointConfig, Service, ServiceConfig
+
+from twsbus.config import Config
+from twsbus.errors import NotConnected, is_connection_level
+from twsbus.messages import Budget, Pacing, Status, TwsErrorEvent, TwsState
+from twsbus.service.endpoints import Requests
+from twsbus.service.queries import QueryExecutor
+from twsbus.service.router import Router
+from twsbus.subjects import Surface, surface
+from twsbus.tws.callbacks import Event
+from twsbus.tws.session import TwsSession
+from twsbus.tws.session import TwsState as SessionState
+
+log = logging.getLogger("twsbus")
+
+
+def new_epoch() -> str:
+    """Changes every daemon start, so subscribers can tell a restart from a gap."""
+    return f"{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{secrets.token_hex(3)}"
+
+
+class Daemon:
+    def __init__(self, config: Config, *, surface_: Surface | None = None) -> None:
+        self.config = config
+        self.surface = surface_ or surface(config.prefix)
+        self.epoch = new_epoch()
+        self.router = Router(self._on_unrouted_error)
+        self.session = TwsSession(config.tws(), self.router.route, self._on_tws_state)
+        self.queries = QueryExecutor(self.surface, self.session, self.router,
+                                     config.query_timeout)
+        self.nc: NATS | None = None
+        self.service: Service | None = None
+        self.requests = Requests(self._max_payload)
+        self.dropped: dict[str, int] = {"nats_publish": 0}
+        self.tws_errors = 0
+        self._stop = asyncio.Event()
+        self._status_changed = asyncio.Event()
+        self.started = asyncio.Event()
+
+    def __repr__(self) -> str:
+        return f"<Daemon epoch={self.epoch} tws={self.session.state.name}>"
+
+    # ---- lifecycle ------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.nc = await self._connect_nats()
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.session.run(), name="tws-session")
+                self.service = await self._start_service()
+                status = tg.create_task(self._publish_status_forever(), name="status")
+                self.started.set()
+                log.info("twsbus %s serving %s.* on %s", self.epoch, self.surface.prefix,
+                         self.config.nats)
+                await self._stop.wait()
+                status.cancel()
+                await self._shutdown()
+        finally:
+            if self.nc is not None and not self.nc.is_closed:
+                await self.nc.close()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _shutdown(self) -> None:
+        log.info("twsbus: shutting down")
+        if self.service is not None:
+            await self.service.stop()  # stop taking requests
+        await self.requests.drain(timeout=5.0)  # answer or fail those in flight
+        self.queries.fail_all(NotConnected("twsbus is shutting down"))
+        await self.session.close()  # (cancels TWS requests by disconnecting)
+        await self._publish_status()
+        if self.nc is not None and self.nc.is_connected:
+            try:
+                await asyncio.wait_for(self.nc.drain(), 5.0)
+            except (TimeoutError, nats.errors.Error) as exc:
+                log.warning("NATS drain: %r", exc)
+
+    async def _connect_nats(self) -> NATS:
+        cfg = self.config
+        options: dict[str, Any] = {
+            "servers": [s.strip() for s in cfg.nats.split(",")],
+            "name": f"twsbus-{self.epoch}",
+            "max_reconnect_attempts": -1,  # the default gives up after ~2 minutes
+            "reconnect_time_wait": 1,
+            "pending_size": cfg.nats_pending_bytes,
+            "allow_reconnect": True,
+            "error_cb": self._on_nats_error,
+            "disconnected_cb": self._on_nats_disconnected,
+            "reconnected_cb": self._on_nats_reconnected,
+        }
+        if cfg.nats_user:
+            options["user"], options["password"] = cfg.nats_user, cfg.nats_password
+        if cfg.nats_token:
+            options["token"] = cfg.nats_token
+        if cfg.nats_creds:
+            options["user_credentials"] = cfg.nats_creds
+        if cfg.nats_nkey_seed:
+            options["nkeys_seed"] = cfg.nats_nkey_seed
+        if cfg.nats_tls_ca or cfg.nats_tls_cert:
+            import ssl
+
+            ctx = ssl.create_default_context(cafile=cfg.nats_tls_ca)
+            if cfg.nats_tls_cert:
+                ctx.load_cert_chain(cfg.nats_tls_cert, cfg.nats_tls_key)
+            options["tls"] = ctx
+        return await nats.connect(**options)
+
+    async def _start_service(self) -> Service:
+        assert self.nc is not None
+        meta = self.surface.service
+        service = await add_service(self.nc, ServiceConfig(
+            name=meta["name"], version=meta["version"], description=meta["description"],
+            metadata={"prefix": self.surface.prefix, "epoch": self.epoch},
+            stats_handler=lambda endpoint: {"epoch": self.epoch},
+        ))
+        await service.add_endpoint(EndpointConfig(
+            name="status", subject=self.surface.subject("status_request"),
+            handler=self.requests.handler(lambda _: self._status_reply()),
+        ))
+        for op in self.surface.queries:
+            await service.add_endpoint(EndpointConfig(
+                name=op, subject=self.surface.query_subject(op),
+                handler=self.requests.handler(self._query_work(op)),
+            ))
+        return service
+
+    def _query_work(self, op: str) -> Any:
+        async def work(body: bytes) -> Any:
+            return await self.queries.execute(op, body)
+
+        return work
+
+    def _max_payload(self) -> int:
+        return int(self.nc.max_payload) if self.nc is not None else 1024 * 1024
+
+    # ---- TWS and NATS events --------------------------------------------------------------
+
+    def _on_tws_state(self, state: SessionState) -> None:
+        log.info("TWS state: %s", state.value)
+        if state is not SessionState.READY:
+            self.queries.fail_all(NotConnected(f"TWS connection {state.value}"))
+        self._status_changed.set()
+
+    def _on_unrouted_error(self, event: Event) -> None:
+        code, message = event.data["code"], event.data["message"]
+        self.tws_errors += 1
+        level = logging.INFO if is_connection_level(code) or code >= 2100 else logging.WARNING
+        log.log(level, "TWS %d: %s", code, message)
+        self.publish(self.surface.subject("errors"), TwsErrorEvent(
+            code=code, message=message, reqId=event.key if event.key is not None else -1,
+            ts=time.time_ns(), epoch=self.epoch))
+        if is_connection_level(code):
+            self._status_changed.set()
+
+    async def _on_nats_error(self, exc: Exception) -> None:
+        log.warning("NATS: %r", exc)
+
+    async def _on_nats_disconnected(self) -> None:
+        log.warning("NATS disconnected; reconnecting")
+
+    async def _on_nats_reconnected(self) -> None:
+        log.info("NATS reconnected")
+        self._status_changed.set()
+
+    # ---- publishing -----------------------------------------------------------------------
+
+    def publish(self, subject: str, message: Any) -> None:
+        """Fire-and-forget publish from synchronous code; a failure is counted, not raised."""
+        nc = self.nc
+        if nc is None or nc.is_closed:
+            self.dropped["nats_publish"] += 1
+            return
+        data = message if isinstance(message, bytes) else msgspec.json.encode(message)
+        task = asyncio.get_running_loop().create_task(self._publish(subject, data))
+        task.add_done_callback(_consume)
+
+    async def _publish(self, subject: str, data: bytes) -> None:
+        assert self.nc is not None
+        try:
+            await self.nc.publish(subject, data)
+        except Exception:
+            self.dropped["nats_publish"] += 1
+
+    def status(self) -> Status:
+        s = self.session
+        return Status(
+            epoch=self.epoch,
+            tws=TwsState(state=s.state.value, serverVersion=s.server_version,
+                         accounts=s.accounts, since=s.since, host=s.config.host,
+                         port=s.config.port, clientId=s.config.client_id,
+                         lastError=s.last_error, reconnects=s.reconnects),
+            lines=Budget(used=0, max=self.config.max_lines),
+            depth=Budget(used=0, max=self.config.max_depth),
+            pacing=Pacing(queued=s.sender.queued, rate=s.config.pacing_rate,
+                          peak=s.sender.peak, sent=s.sender.sent),
+            dropped={**self.dropped, "tws_decode_errors": s.decode_errors,
+                     "tws_queue_refused": s.sender.refused,
+                     "tws_queue_discarded": s.sender.discarded},
+            queries={"in_flight": self.queries.in_flight, "coalesced": self.queries.coalesced,
+                     "answered": self.requests.answered, "failed": self.requests.failed},
+            nats={"connected": bool(self.nc and self.nc.is_connected),
+                  "reconnects": int(self.nc.stats.get("reconnects", 0)) if self.nc else 0},
+        )
+
+    async def _status_reply(self) -> Status:
+        return self.status()
+
+    async def _publish_status(self) -> None:
+        self.publish(self.surface.subject("status"), self.status())
+
+    async def _publish_status_forever(self) -> None:
+        while True:
+            await self._publish_status()
+            self._status_changed.clear()
+            try:
+                await asyncio.wait_for(self._status_changed.wait(), self.config.status_interval)
+            except TimeoutError:
+                pass
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

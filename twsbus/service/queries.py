@@ -1,0 +1,262 @@
+"""Query execution: one TWS request per NATS request, shaped by the op table in subjects.yaml.
+
+``QueryExecutor.execute(op, body)`` validates the body against the op's request struct (400 naming
+the field), allocates the TWS request id, registers a ``Collector`` with the router, sends the
+request through the paced session and waits for the answer's pattern to complete (single reply,
+list closed by End, list with a done flag, snapshot, order status, or nothing at all). On timeout
+it sends TWS the op's cancel. Identical read-only queries in flight are coalesced: every waiter
+gets the one answer. Queries whose TWS request carries no id run one at a time per op, since their
+callbacks could not otherwise be told apart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from typing import Any
+
+import msgspec
+
+from twsbus.errors import (
+    BadRequest,
+    NotFound,
+    Timeout,
+    TwsBusError,
+    from_tws,
+    is_informational,
+)
+from twsbus.messages import Contract
+from twsbus.service.router import Router
+from twsbus.subjects import CallSpec, Pattern, QuerySpec, Surface
+from twsbus.tws.callbacks import Event
+from twsbus.tws.session import TwsSession
+
+log = logging.getLogger("twsbus.queries")
+
+#: Errors TWS sends about a request that do not fail it: order acknowledgements and warnings.
+_NOT_FAILURES = frozenset({202, 399, 10167, 10168, 2109})
+_SIDE_EFFECTS = frozenset({Pattern.ORDER, Pattern.FIRE_AND_FORGET})
+MAX_TIMEOUT = 300.0
+
+
+class Collector:
+    """Gathers one query's callbacks into its reply."""
+
+    def __init__(self, spec: QuerySpec, key: int | None) -> None:
+        self.spec = spec
+        self.key = key
+        self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self.items: list[Any] = []
+        self.merged: dict[str, Any] = {}
+        self.warnings: list[dict[str, Any]] = []
+
+    def __repr__(self) -> str:
+        return f"<Collector {self.spec.op} key={self.key} items={len(self.items)}>"
+
+    def on_event(self, event: Event) -> None:
+        if self.future.done():
+            return
+        spec = self.spec
+        pattern = spec.pattern
+        name = event.name
+        if name == spec.end and pattern is not Pattern.ORDER and pattern is not Pattern.SINGLE:
+            if pattern is Pattern.LIST:
+                self._finish(self.items)
+            else:
+                self._finish(self.merged)
+            return
+        if name not in spec.callbacks:
+            return
+        data = event.data
+        if pattern is Pattern.LIST:
+            self.items.append(_item(spec, name, data))
+        elif pattern is Pattern.LIST_DONE:
+            self.items.extend(data.get("ticks", []))
+            if data.get("done"):
+                self._finish(self.items)
+        elif pattern is Pattern.SNAPSHOT:
+            self.merged[data["field"]] = data.get("price", data.get("size", data.get("value")))
+        else:  # SINGLE and ORDER
+            self.merged.update(data)
+            if spec.end is None or name == spec.end:
+                self._finish(self.merged[spec.reply] if spec.reply else self.merged)
+
+    def on_error(self, code: int, message: str) -> None:
+        if self.future.done():
+            return
+        if code in _NOT_FAILURES or is_informational(code):
+            self.warnings.append({"code": code, "message": message})
+            return
+        self.future.set_exception(from_tws(code, message))
+
+    def fail(self, exc: BaseException) -> None:
+        if not self.future.done():
+            self.future.set_exception(exc)
+
+    def _finish(self, value: Any) -> None:
+        if not self.future.done():
+            self.future.set_result(value)
+
+
+def _lift_contract(raw: dict[str, Any]) -> dict[str, Any]:
+    """``{"symbol": "AAPL", ...}`` is shorthand for ``{"contract": {"symbol": "AAPL", ...}}``."""
+    fields = {k: v for k, v in raw.items() if k in _CONTRACT_FIELDS}
+    if not fields:
+        return raw
+    rest = {k: v for k, v in raw.items() if k not in _CONTRACT_FIELDS}
+    return {**rest, "contract": fields}
+
+
+_CONTRACT_FIELDS = frozenset(Contract.__struct_fields__)
+
+
+def _item(spec: QuerySpec, name: str, data: dict[str, Any]) -> Any:
+    """A list element: the callback's one argument as is, or all of them as an object (tagged
+    with the callback name when the op collects several kinds)."""
+    if len(spec.callbacks) > 1:
+        return {"type": name, **data}
+    if len(data) == 1:
+        return next(iter(data.values()))
+    return data
+
+
+class QueryExecutor:
+    def __init__(self, surface: Surface, session: TwsSession, router: Router,
+                 default_timeout: float = 10.0) -> None:
+        self.surface = surface
+        self.session = session
+        self.router = router
+        self.default_timeout = default_timeout
+        self._inflight: dict[tuple[str, bytes], asyncio.Future[Any]] = {}
+        self._serial: dict[str, asyncio.Lock] = {}
+        self._collectors: set[Collector] = set()
+        self.counts: Counter[str] = Counter()
+        self.coalesced = 0
+
+    def __repr__(self) -> str:
+        return f"<QueryExecutor in-flight={len(self._collectors)} coalesced={self.coalesced}>"
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._collectors)
+
+    def decode(self, op: str, body: bytes) -> tuple[QuerySpec, Any]:
+        spec = self.surface.queries.get(op)
+        if spec is None:
+            raise NotFound(f"unknown query {op!r}")
+        try:
+            raw = msgspec.json.decode(body.strip() or b"{}")
+        except msgspec.DecodeError as exc:
+            raise BadRequest(f"{op}: body is not valid JSON ({exc})") from None
+        if not isinstance(raw, dict):
+            raise BadRequest(f"{op}: body must be a JSON object")
+        if spec.takes_contract and "contract" not in raw:
+            raw = _lift_contract(raw)
+        try:
+            request = msgspec.convert(raw, spec.request_type)
+        except msgspec.ValidationError as exc:
+            raise BadRequest(f"{op}: {exc}") from None
+        return spec, request
+
+    async def execute(self, op: str, body: bytes) -> Any:
+        spec, request = self.decode(op, body)
+        timeout = request.timeout if request.timeout is not None else self.default_timeout
+        if not 0 < timeout <= MAX_TIMEOUT:
+            raise BadRequest(f"{op}: timeout must be in (0, {MAX_TIMEOUT}] seconds")
+        args = {f: getattr(request, f) for f in request.__struct_fields__ if f != "timeout"}
+        self.counts[op] += 1
+        if spec.pattern in _SIDE_EFFECTS:
+            return await self._run(spec, args, timeout)
+        identity = (op, msgspec.json.encode(args))
+        shared = self._inflight.get(identity)
+        if shared is not None:
+            self.coalesced += 1
+            return await asyncio.shield(shared)
+        task = asyncio.ensure_future(self._run(spec, args, timeout))
+        self._inflight[identity] = task
+        try:
+            return await asyncio.shield(task)
+        finally:
+            if task.done():
+                self._inflight.pop(identity, None)
+            else:
+                task.add_done_callback(lambda _: self._inflight.pop(identity, None))
+
+    async def _run(self, spec: QuerySpec, args: dict[str, Any], timeout: float) -> Any:
+        version = self.session.server_version or 0
+        if spec.min_server_version and self.session.ready and version < spec.min_server_version:
+            raise BadRequest(f"{spec.op} needs TWS server version {spec.min_server_version}; "
+                             f"this one speaks {version}")
+        if spec.keyed:
+            return await self._exchange(spec, args, timeout)
+        lock = self._serial.setdefault(spec.op, asyncio.Lock())
+        async with asyncio.timeout(timeout):
+            await lock.acquire()
+        try:
+            return await self._exchange(spec, args, timeout)
+        finally:
+            lock.release()
+
+    async def _exchange(self, spec: QuerySpec, args: dict[str, Any], timeout: float) -> Any:
+        session = self.session
+        key: int | None = None
+        if spec.keyed:
+            key = int(args.pop(spec.key)) if spec.caller_supplies_key else session.next_id()
+        collector = Collector(spec, key)
+        self._attach(collector)
+        try:
+            session.call(spec.method, key, args)
+            if spec.pattern is Pattern.FIRE_AND_FORGET:
+                return {"ok": True}
+            try:
+                async with asyncio.timeout(timeout):
+                    result = await collector.future
+            except TimeoutError:
+                self._cancel_upstream(spec.cancel, key, args)
+                raise Timeout(f"{spec.op}: TWS did not answer within {timeout:g}s") from None
+            if spec.then_cancel:
+                self._cancel_upstream(spec.then_cancel, key, args)
+            if spec.pattern is Pattern.ORDER and key is not None:
+                result = {"orderId": key, **result}
+            return result
+        finally:
+            self._detach(collector)
+
+    def _cancel_upstream(self, cancel: str | CallSpec | None, key: int | None,
+                         args: dict[str, Any]) -> None:
+        if cancel is None or not self.session.ready:
+            return
+        try:
+            if isinstance(cancel, CallSpec):
+                self.session.call(cancel.method, key, {**args, **cancel.args})
+            else:
+                self.session.call(cancel, key, {})
+        except TwsBusError as exc:
+            log.warning("could not send %s: %s", cancel, exc)
+
+    def _attach(self, collector: Collector) -> None:
+        self._collectors.add(collector)
+        if collector.key is not None:
+            self.router.bind(collector.key, collector)
+        else:
+            self.router.listen(collector.spec.listens, collector)
+        if collector.spec.keyed and len(collector.spec.callbacks) > 0:
+            # Callbacks without an id (commissionReport inside executions) come by name.
+            unkeyed = tuple(n for n in collector.spec.callbacks if n in _UNKEYED_CALLBACKS)
+            if unkeyed:
+                self.router.listen(unkeyed, collector)
+
+    def _detach(self, collector: Collector) -> None:
+        self._collectors.discard(collector)
+        if collector.key is not None:
+            self.router.unbind(collector.key, collector)
+        self.router.unlisten(collector.spec.listens, collector)
+
+    def fail_all(self, exc: TwsBusError) -> None:
+        """The link went down: every query waiting on TWS fails now rather than timing out."""
+        for collector in list(self._collectors):
+            collector.fail(exc)
+
+
+_UNKEYED_CALLBACKS = frozenset({"commissionReport"})

@@ -1,0 +1,1 @@
+"""The only package that imports ibapi: the TWS session, transport, pacing and callbacks."""

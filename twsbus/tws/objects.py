@@ -1,0 +1,160 @@
+"""Conversion between our wire types and ibapi's objects, both ways, at the TWS boundary.
+
+Outbound: ``call_args`` turns a query's validated arguments (msgspec structs, dicts, plain values)
+into the positional arguments of an ``EClient`` method, building IB's ``Contract``, ``Order``,
+``ExecutionFilter``, ``TagValue`` and ``OrderCancel`` objects, and filling parameters the
+installed ibapi has but the caller did not give (``orderCancel`` exists only in 10.x) with IB's
+defaults. Inbound: ``to_plain`` turns whatever a callback received (IB objects, Decimals, sets,
+IB's "unset" sentinels) into JSON-ready builtins under IB's own field names.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from decimal import Decimal
+from typing import Any
+
+import msgspec
+from ibapi.client import EClient
+from ibapi.contract import Contract as IBContract
+from ibapi.execution import ExecutionFilter as IBExecutionFilter
+from ibapi.order import Order as IBOrder
+from ibapi.tag_value import TagValue as IBTagValue
+
+from twsbus import messages
+from twsbus.errors import BadRequest
+
+try:  # 10.x only
+    from ibapi.order_cancel import OrderCancel as IBOrderCancel
+except ImportError:  # pragma: no cover - ibapi 9.81
+    IBOrderCancel = None
+
+UNSET_DOUBLE = sys.float_info.max
+UNSET_INTEGER = 2**31 - 1
+UNSET_LONG = 2**63 - 1
+UNSET_DECIMAL = Decimal(2**127 - 1)
+
+#: Parameters that carry the request id the daemon allocates.
+ID_PARAMS = ("reqId", "tickerId", "orderId", "requestId", "id")
+
+
+# ---- inbound ----------------------------------------------------------------------------------
+
+
+def to_plain(value: Any) -> Any:
+    """IB callback values as JSON-ready builtins; IB's unset sentinels become None."""
+    if value is None or isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return None if value in (UNSET_INTEGER, UNSET_LONG) else value
+    if isinstance(value, float):
+        if value == UNSET_DOUBLE or value != value:
+            return None
+        return value
+    if isinstance(value, Decimal):
+        if value == UNSET_DECIMAL or value.is_nan():
+            return None
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, (list, tuple)):
+        return [to_plain(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(to_plain(v) for v in value)
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if hasattr(value, "__dict__"):
+        out = {}
+        for k, v in vars(value).items():
+            if k.startswith("_"):
+                continue
+            plain = to_plain(v)
+            if plain is not None:
+                out[k] = plain
+        return out
+    return str(value)
+
+
+# ---- outbound ---------------------------------------------------------------------------------
+
+
+@functools.cache
+def _signature(method: str) -> list[inspect.Parameter]:
+    fn = getattr(EClient, method, None)
+    if fn is None:
+        raise AttributeError(f"this ibapi has no EClient.{method}")
+    return [p for p in inspect.signature(fn).parameters.values() if p.name != "self"]
+
+
+def has_method(method: str) -> bool:
+    return hasattr(EClient, method)
+
+
+def call_args(method: str, key: int | None, args: dict[str, Any]) -> list[Any]:
+    """Positional arguments for ``EClient.<method>``: the id first (when the method takes one),
+    then each parameter from ``args`` (converted to IB's objects) or its default."""
+    out: list[Any] = []
+    for i, param in enumerate(_signature(method)):
+        if i == 0 and key is not None and param.name in ID_PARAMS and param.name not in args:
+            out.append(key)
+        elif param.name in args:
+            out.append(to_ib(args[param.name], param.annotation))
+        elif param.default is not inspect.Parameter.empty:
+            out.append(param.default)
+        elif IBOrderCancel is not None and param.annotation is IBOrderCancel:
+            out.append(IBOrderCancel())
+        elif param.annotation is list:
+            out.append([])
+        else:
+            raise BadRequest(f"missing argument {param.name!r} for {method}")
+    return out
+
+
+def to_ib(value: Any, annotation: Any = None) -> Any:
+    if isinstance(value, messages.Contract):
+        return contract(value)
+    if isinstance(value, messages.ExecFilter):
+        return _copy_onto(IBExecutionFilter(), msgspec.structs.asdict(value))
+    if isinstance(value, messages.OrderCancel):
+        if IBOrderCancel is None:
+            return None
+        return _copy_onto(IBOrderCancel(), msgspec.to_builtins(value))
+    if isinstance(value, list) and value and isinstance(value[0], messages.TagValue):
+        return [IBTagValue(tv.tag, tv.value) for tv in value]
+    if annotation is IBOrder or (isinstance(value, dict) and annotation is not dict):
+        return order(value)
+    return value
+
+
+def contract(spec: messages.Contract) -> IBContract:
+    return _copy_onto(IBContract(), msgspec.structs.asdict(spec))
+
+
+def order(fields: dict[str, Any]) -> IBOrder:
+    """IB's Order from a JSON object; unknown field names are a 400 that names them."""
+    ib = IBOrder()
+    known = vars(ib)
+    unknown = sorted(k for k in fields if k not in known)
+    if unknown:
+        raise BadRequest(f"unknown order field(s): {', '.join(unknown)}")
+    for name, value in fields.items():
+        current = known[name]
+        try:
+            if isinstance(current, Decimal):
+                value = Decimal(str(value))
+            elif isinstance(current, float) and isinstance(value, (int, float)):
+                value = float(value)
+            elif isinstance(current, bool) and not isinstance(value, bool):
+                raise TypeError
+            elif isinstance(current, int) and not isinstance(current, bool):
+                value = int(value)
+        except (TypeError, ValueError, ArithmeticError):
+            raise BadRequest(f"order field {name!r}: bad value {value!r}") from None
+        setattr(ib, name, value)
+    return ib
+
+
+def _copy_onto(obj: Any, fields: dict[str, Any]) -> Any:
+    for name, value in fields.items():
+        setattr(obj, name, value)
+    return obj
