@@ -65,6 +65,20 @@ class OrderCancel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
 Order = dict[str, Any]
 
 
+class LeasesRequest(msgspec.Struct, forbid_unknown_fields=True):
+    leases: list[str]
+
+
+class LeasesReply(msgspec.Struct, omit_defaults=True):
+    renewed: list[str] | None = None
+    released: list[str] | None = None
+    unknown: list[str] = msgspec.field(default_factory=list)
+
+
+class SnapshotRequest(msgspec.Struct, forbid_unknown_fields=True):
+    subject: str
+
+
 class OkReply(msgspec.Struct):
     ok: bool = True
 

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from ibapi.contract import Contract
+from ibapi.server_versions import MAX_CLIENT_VER
 from ibrecorder import IBClient
 
 from twsbus.testing import SimulatorThread
@@ -431,3 +432,43 @@ def test_blast_delivers_exactly_n_ticks_then_the_end_marker(
     sizes = ticks(ib, 71, "tickSize")
     assert len(sizes) == n and all(isinstance(a[2], Decimal | int) for a in sizes)
     assert sim.control.post("/blast", conId=ES, count=5) == {"sessions": 0, "count": 5}
+
+
+# ---- layouts across server versions -------------------------------------------------------------
+
+
+@pytest.mark.parametrize("version", [157, 163, 165, 178, 195, 196])
+def test_layouts_at_each_server_version(version: int) -> None:
+    """Cap the simulator's version so the client negotiates it: every version-gated layout
+    (decimal sizes from 163, SCHEDULE from 165, historicalDataEnd from 196) must decode."""
+    if version > MAX_CLIENT_VER:
+        pytest.skip(f"this ibapi speaks up to server version {MAX_CLIENT_VER}")
+    with SimulatorThread(tick_interval=0.05, max_version=version) as sim:
+        ib = IBClient().start(sim.port)
+        try:
+            assert ib.serverVersion() == version
+            ib.reqMktData(1, stock(), "233", False, False, [])
+            ib.reqMktDepth(2, stock(), 3, True, [])
+            ib.reqTickByTickData(3, stock(), "AllLast", 0, False)
+            ib.reqHistoricalData(4, stock(), "", "2 D", "1 hour", "TRADES", 1, 1, False, [])
+            ib.reqHistoricalTicks(5, stock(), "", "", 5, "BID_ASK", 1, True, [])
+            ib.reqHistogramData(6, stock(), True, "1 week")
+            ib.reqMktDepthExchanges()
+            if version >= 165:
+                ib.reqHistoricalData(7, stock(), "20261120 16:00:00 US/Eastern", "1 W",
+                                     "1 day", "SCHEDULE", 1, 1, False, [])
+                _, start, end, tz, sessions = ib.rec.wait_for("historicalSchedule")[0]
+                assert tz == "US/Eastern" and len(sessions) == 5
+                assert sessions[0].startDateTime.endswith("-09:30:00")
+            ib.rec.wait_for("tickString", lambda a: a[1] == 48)
+            ib.rec.wait_for("tickSize", lambda a: a[1] == 8)
+            ib.rec.wait_for("updateMktDepthL2", count=6)
+            ib.rec.wait_for("tickByTickAllLast")
+            bars, _ = hist(ib, 4)
+            assert len(bars) == 14 and all(b.volume > 0 for b in bars)
+            assert len(ib.rec.wait_for("historicalTicksBidAsk")[0][1]) == 5
+            ib.rec.wait_for("histogramData")
+            ib.rec.wait_for("mktDepthExchanges")
+            assert not [a for a in ib.rec.of("error") if a[1] < 2100]
+        finally:
+            ib.stop()

@@ -1,0 +1,1 @@
+"""The NATS side: endpoints, query execution, leases, publishing."""

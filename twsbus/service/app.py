@@ -22,10 +22,23 @@ from nats.micro import add_service
 from nats.micro.service import EndpointConfig, Service, ServiceConfig
 
 from twsbus.config import Config
-from twsbus.errors import NotConnected, is_connection_level
-from twsbus.messages import Budget, Pacing, Status, TwsErrorEvent, TwsState
+from twsbus.errors import BadRequest, NotConnected, is_connection_level
+from twsbus.messages import (
+    Budget,
+    LeasesReply,
+    LeasesRequest,
+    Pacing,
+    SnapshotRequest,
+    Status,
+    SubscriptionInfo,
+    TwsErrorEvent,
+    TwsState,
+)
 from twsbus.service.endpoints import Requests
+from twsbus.service.leases import LeaseRegistry
+from twsbus.service.publisher import Publisher
 from twsbus.service.queries import QueryExecutor
+from twsbus.service.resolver import ContractResolver
 from twsbus.service.router import Router
 from twsbus.subjects import Surface, surface
 from twsbus.tws.callbacks import Event
@@ -49,6 +62,13 @@ class Daemon:
         self.session = TwsSession(config.tws(), self.router.route, self._on_tws_state)
         self.queries = QueryExecutor(self.surface, self.session, self.router,
                                      config.query_timeout)
+        self.publisher = Publisher(self.epoch)
+        self.resolver = ContractResolver(self.queries)
+        self.leases = LeaseRegistry(
+            self.surface, self.session, self.router, self.publisher, self.resolver.resolve,
+            epoch=self.epoch, ttl=config.lease_ttl, ttl_max=config.lease_ttl_max,
+            linger=config.linger, max_lines=config.max_lines, max_depth=config.max_depth)
+        self.queries.upstream_in_use = self.leases.method_in_use
         self.nc: NATS | None = None
         self.service: Service | None = None
         self.requests = Requests(self._max_payload)
@@ -67,14 +87,22 @@ class Daemon:
         self.nc = await self._connect_nats()
         try:
             async with asyncio.TaskGroup() as tg:
+                self.publisher.attach(self.nc.publish)
                 tg.create_task(self.session.run(), name="tws-session")
                 self.service = await self._start_service()
-                status = tg.create_task(self._publish_status_forever(), name="status")
+                background = [
+                    tg.create_task(self._publish_status_forever(), name="status"),
+                    tg.create_task(self.publisher.run(), name="publisher"),
+                    tg.create_task(self.leases.run(), name="leases"),
+                ]
+                if self.config.watchlist:
+                    background.append(tg.create_task(self._watch(), name="watchlist"))
                 self.started.set()
                 log.info("twsbus %s serving %s.* on %s", self.epoch, self.surface.prefix,
                          self.config.nats)
                 await self._stop.wait()
-                status.cancel()
+                for task in background:
+                    task.cancel()
                 await self._shutdown()
         finally:
             if self.nc is not None and not self.nc.is_closed:
@@ -89,7 +117,10 @@ class Daemon:
             await self.service.stop()  # stop taking requests
         await self.requests.drain(timeout=5.0)  # answer or fail those in flight
         self.queries.fail_all(NotConnected("twsbus is shutting down"))
-        await self.session.close()  # (cancels TWS requests by disconnecting)
+        self.leases.close_all("twsbus is shutting down")  # cancels TWS subscriptions
+        await self.publisher.flush()
+        await asyncio.sleep(0.1)  # let the paced sender write the cancels
+        await self.session.close()
         await self._publish_status()
         if self.nc is not None and self.nc.is_connected:
             try:
@@ -144,7 +175,51 @@ class Daemon:
                 name=op, subject=self.surface.query_subject(op),
                 handler=self.requests.handler(self._query_work(op)),
             ))
+        for kind in self.leases.kinds:
+            await service.add_endpoint(EndpointConfig(
+                name=f"sub_{kind}", subject=self.surface.subject("subscribe", kind=kind),
+                handler=self.requests.handler(self._subscribe_work(kind)),
+            ))
+        for name, work in (("renew", self._renew), ("unsubscribe", self._unsubscribe),
+                           ("snapshot", self._snapshot)):
+            await service.add_endpoint(EndpointConfig(
+                name=name, subject=self.surface.subject(name),
+                handler=self.requests.handler(work),
+            ))
         return service
+
+    def _subscribe_work(self, kind: str) -> Any:
+        async def work(body: bytes) -> Any:
+            return await self.leases.subscribe(kind, body)
+
+        return work
+
+    async def _renew(self, body: bytes) -> LeasesReply:
+        renewed, unknown = self.leases.renew(_decode(LeasesRequest, body).leases)
+        return LeasesReply(renewed=renewed, unknown=unknown)
+
+    async def _unsubscribe(self, body: bytes) -> LeasesReply:
+        released, unknown = self.leases.release(_decode(LeasesRequest, body).leases)
+        return LeasesReply(released=released, unknown=unknown)
+
+    async def _snapshot(self, body: bytes) -> dict[str, Any]:
+        return self.leases.snapshot(_decode(SnapshotRequest, body).subject)
+
+    async def _watch(self) -> None:
+        """Start the config's watchlist once TWS is ready (and again never: held streams are
+        re-requested by the registry after reconnects)."""
+        for item in self.config.watchlist:
+            while True:
+                await self.session.wait_ready()
+                try:
+                    await self.leases.watch(item.kind, {**item.params,
+                                                        "contract": item.contract})
+                    break
+                except NotConnected:
+                    await asyncio.sleep(1)
+                except Exception as exc:
+                    log.error("watchlist %s %s: %s", item.kind, item.contract, exc)
+                    break
 
     def _query_work(self, op: str) -> Any:
         async def work(body: bytes) -> Any:
@@ -159,8 +234,11 @@ class Daemon:
 
     def _on_tws_state(self, state: SessionState) -> None:
         log.info("TWS state: %s", state.value)
-        if state is not SessionState.READY:
+        if state is SessionState.READY:
+            self.leases.tws_ready()
+        else:
             self.queries.fail_all(NotConnected(f"TWS connection {state.value}"))
+            self.leases.tws_lost(f"TWS connection {state.value}")
         self._status_changed.set()
 
     def _on_unrouted_error(self, event: Event) -> None:
@@ -172,6 +250,7 @@ class Daemon:
             code=code, message=message, reqId=event.key if event.key is not None else -1,
             ts=time.time_ns(), epoch=self.epoch))
         if is_connection_level(code):
+            self.leases.farm_event(code, message)
             self._status_changed.set()
 
     async def _on_nats_error(self, exc: Exception) -> None:
@@ -211,11 +290,17 @@ class Daemon:
                          accounts=s.accounts, since=s.since, host=s.config.host,
                          port=s.config.port, clientId=s.config.client_id,
                          lastError=s.last_error, reconnects=s.reconnects),
-            lines=Budget(used=0, max=self.config.max_lines),
-            depth=Budget(used=0, max=self.config.max_depth),
+            lines=Budget(used=self.leases.lines_used, max=self.config.max_lines),
+            depth=Budget(used=self.leases.depth_used, max=self.config.max_depth),
+            subscriptions=[
+                SubscriptionInfo(kind=st.kind.name, subject=st.subject, leases=len(st.leases),
+                                 state=st.health.value, conId=st.con_id)
+                for st in self.leases.streams.values()],
             pacing=Pacing(queued=s.sender.queued, rate=s.config.pacing_rate,
                           peak=s.sender.peak, sent=s.sender.sent),
             dropped={**self.dropped, "tws_decode_errors": s.decode_errors,
+                     "publish_buffer": self.publisher.dropped(),
+                     "publish_failed": self.publisher.failed,
                      "tws_queue_refused": s.sender.refused,
                      "tws_queue_discarded": s.sender.discarded},
             queries={"in_flight": self.queries.in_flight, "coalesced": self.queries.coalesced,
@@ -238,6 +323,13 @@ class Daemon:
                 await asyncio.wait_for(self._status_changed.wait(), self.config.status_interval)
             except TimeoutError:
                 pass
+
+
+def _decode(tp: Any, body: bytes) -> Any:
+    try:
+        return msgspec.json.decode(body.strip() or b"{}", type=tp)
+    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+        raise BadRequest(str(exc)) from None
 
 
 def _consume(task: asyncio.Task[Any]) -> None:

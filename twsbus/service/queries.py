@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -133,6 +134,9 @@ class QueryExecutor:
         self._collectors: set[Collector] = set()
         self.counts: Counter[str] = Counter()
         self.coalesced = 0
+        #: Set by the lease registry: is an id-less TWS subscription (reqPositions) held by a
+        #: stream? Then a query must not cancel it after its answer.
+        self.upstream_in_use: Callable[[str], bool] = lambda method: False
 
     def __repr__(self) -> str:
         return f"<QueryExecutor in-flight={len(self._collectors)} coalesced={self.coalesced}>"
@@ -201,7 +205,7 @@ class QueryExecutor:
     async def _exchange(self, spec: QuerySpec, args: dict[str, Any], timeout: float) -> Any:
         session = self.session
         key: int | None = None
-        if spec.keyed:
+        if spec.key is not None:
             key = int(args.pop(spec.key)) if spec.caller_supplies_key else session.next_id()
         collector = Collector(spec, key)
         self._attach(collector)
@@ -215,7 +219,7 @@ class QueryExecutor:
             except TimeoutError:
                 self._cancel_upstream(spec.cancel, key, args)
                 raise Timeout(f"{spec.op}: TWS did not answer within {timeout:g}s") from None
-            if spec.then_cancel:
+            if spec.then_cancel and not (spec.key is None and self.upstream_in_use(spec.method)):
                 self._cancel_upstream(spec.then_cancel, key, args)
             if spec.pattern is Pattern.ORDER and key is not None:
                 result = {"orderId": key, **result}

@@ -7,7 +7,8 @@ model's last price; nothing here steps the market. Fills arrive through ``Accoun
 subscribed sessions (positions, account updates) hear about fills at once instead of at their next
 periodic refresh. The numbers follow IB's conventions: ``avg_cost`` includes the multiplier and
 opening commissions, realized PnL is net of closing commissions, and daily PnL is measured against
-the previous close.
+the previous close. Every instrument, futures included, is carried at full notional like stock:
+the simulator does not model variation margin or multi-currency cash.
 """
 
 from __future__ import annotations

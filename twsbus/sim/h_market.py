@@ -12,7 +12,6 @@ import asyncio
 import random
 import time
 import weakref
-from collections.abc import Callable, Coroutine
 from typing import Any
 
 from twsbus.sim import wire
@@ -29,7 +28,6 @@ from twsbus.sim.wire import Fields
 MIN_SERVER_VER_DELTA_NEUTRAL = 40
 MIN_SERVER_VER_REQ_MKT_DATA_CONID = 47
 MIN_SERVER_VER_TRADING_CLASS = 68
-MIN_SERVER_VER_LINKING = 70
 MIN_SERVER_VER_REQ_SMART_COMPONENTS = 114  # regulatorySnapshot, and tickReqParams replies
 MIN_SERVER_VER_SERVICE_DATA_TYPE = 120
 MIN_SERVER_VER_TICK_BY_TICK_IGNORE_SIZE = 140
@@ -60,8 +58,6 @@ DEPTH_EXCHANGES = [
 
 #: The market data type each session asked for with reqMarketDataType (absent: real-time).
 _DATA_TYPE: weakref.WeakKeyDictionary[ClientSession, int] = weakref.WeakKeyDictionary()
-
-Runner = Callable[[Subscription], Coroutine[Any, Any, None]]
 
 
 def _size(s: ClientSession, size: float) -> float | int:

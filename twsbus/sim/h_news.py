@@ -43,7 +43,7 @@ def _headline_text(inst: Instrument, index: int) -> str:
         name=inst.long_name.title(), symbol=inst.symbol)
 
 
-def _headlines(inst: Instrument) -> list[tuple[float, str, str, str]]:
+def _headlines(inst: Instrument) -> list[tuple[int, str, str, str]]:
     """Newest first: (epoch seconds, provider, article id, headline)."""
     top = int(time.time()) // 3600 * 3600
     out = []

@@ -9,6 +9,7 @@ of the protocol, so a layout mistake here shows up as a decoding failure in IB's
 
 from __future__ import annotations
 
+import builtins
 import math
 import struct
 from collections.abc import Iterable
@@ -72,18 +73,18 @@ class Fields:
 
     __slots__ = ("_fields", "_i")
 
-    def __init__(self, fields: list[str], start: int = 0) -> None:
+    def __init__(self, fields: list[builtins.str], start: builtins.int = 0) -> None:
         self._fields = fields
         self._i = start
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> builtins.str:
         return f"<Fields at {self._i} of {self._fields!r}>"
 
     @property
-    def remaining(self) -> int:
+    def remaining(self) -> builtins.int:
         return len(self._fields) - self._i
 
-    def str(self) -> str:
+    def str(self) -> builtins.str:
         if self._i >= len(self._fields):
             self._i += 1
             return ""
@@ -91,7 +92,7 @@ class Fields:
         self._i += 1
         return value
 
-    def int(self, default: int = 0) -> int:
+    def int(self, default: builtins.int = 0) -> builtins.int:
         text = self.str()
         if text == "":
             return default
@@ -100,7 +101,7 @@ class Fields:
         except ValueError:
             return int(float(text))
 
-    def float(self, default: float = 0.0) -> float:
+    def float(self, default: builtins.float = 0.0) -> builtins.float:
         text = self.str()
         if text == "":
             return default
@@ -108,13 +109,13 @@ class Fields:
             return math.inf
         return float(text)
 
-    def bool(self) -> bool:
+    def bool(self) -> builtins.bool:
         return self.int() != 0
 
-    def skip(self, n: int = 1) -> None:
+    def skip(self, n: builtins.int = 1) -> None:
         self._i += n
 
-    def tag_values(self) -> list[tuple[str, str]]:
+    def tag_values(self) -> list[tuple[builtins.str, builtins.str]]:
         """A count-prefixed list of tag/value pairs is not what the text protocol sends for
         options; IB sends one string "tag=value;tag=value;". Parse that."""
         text = self.str()

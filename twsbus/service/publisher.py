@@ -1,0 +1,147 @@
+"""Publishing data subjects: sequence numbers, conflation, bounded buffers, one flusher task.
+
+Data messages arrive from TWS on the reader's path, which must never wait for NATS. So ``offer``
+only records: into a per-subject ``Outbox`` that either merges fields (latest-value-wins, for
+tick fields: a field that changed twice before a flush is sent once, with its last value) or
+queues whole messages up to a bound (dropping the oldest, counted). One task, ``run``, drains the
+outboxes to NATS whenever signalled. ``seq`` is stamped at flush time, per subject, so conflation
+never leaves gaps; ``ts`` is the daemon's receive time of the newest data in the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+
+log = logging.getLogger("twsbus.publisher")
+
+Publish = Callable[[str, bytes], Awaitable[None]]
+
+_encode = msgspec.json.Encoder().encode
+
+
+class Outbox:
+    """What is waiting to go out on one subject."""
+
+    __slots__ = ("conflate", "dropped", "merged", "merged_ts", "queue", "seq", "subject",
+                 "type_name")
+
+    def __init__(self, subject: str, type_name: str, conflate: bool, bound: int) -> None:
+        self.subject = subject
+        self.type_name = type_name
+        self.conflate = conflate
+        self.merged: dict[str, Any] = {}
+        self.merged_ts = 0
+        self.queue: collections.deque[dict[str, Any]] = collections.deque(maxlen=bound)
+        self.seq = 0
+        self.dropped = 0
+
+    def __repr__(self) -> str:
+        return (f"<Outbox {self.subject} seq={self.seq} merged={len(self.merged)} "
+                f"queued={len(self.queue)} dropped={self.dropped}>")
+
+    @property
+    def empty(self) -> bool:
+        return not self.merged and not self.queue
+
+
+class Publisher:
+    def __init__(self, epoch: str, bound: int = 1000) -> None:
+        self.epoch = epoch
+        self.bound = bound
+        self._outboxes: dict[str, Outbox] = {}
+        self._dirty: dict[str, Outbox] = {}
+        self._wakeup = asyncio.Event()
+        self._publish: Publish | None = None
+        self.published = 0
+        self.failed = 0
+        self.peak_dirty = 0
+
+    def __repr__(self) -> str:
+        return f"<Publisher subjects={len(self._outboxes)} published={self.published}>"
+
+    # ---- producers (synchronous, on the TWS reader's path) ---------------------------------
+
+    def outbox(self, subject: str, type_name: str, conflate: bool = False) -> Outbox:
+        box = self._outboxes.get(subject)
+        if box is None:
+            box = self._outboxes[subject] = Outbox(subject, type_name, conflate, self.bound)
+        return box
+
+    def forget(self, subject: str) -> None:
+        """The subject's stream is gone for good (its seq restarts if it comes back)."""
+        box = self._outboxes.get(subject)
+        if box is not None and box.empty:
+            del self._outboxes[subject]
+
+    def merge(self, box: Outbox, fields: dict[str, Any]) -> None:
+        """Latest-value-wins update of a conflating subject."""
+        box.merged.update(fields)
+        box.merged_ts = time.time_ns()
+        self._mark(box)
+
+    def offer(self, box: Outbox, message: dict[str, Any]) -> None:
+        """Queue one whole message (bars, depth rows, status...)."""
+        if box.merged:  # keep order: pending merged fields go out before this message
+            box.queue.append(self._take_merged(box))
+        if len(box.queue) == box.queue.maxlen:
+            box.dropped += 1
+        box.queue.append({"ts": time.time_ns(), **message})
+        self._mark(box)
+
+    def _mark(self, box: Outbox) -> None:
+        if box.subject not in self._dirty:
+            self._dirty[box.subject] = box
+            self._wakeup.set()
+
+    def _take_merged(self, box: Outbox) -> dict[str, Any]:
+        message = {"type": box.type_name, "ts": box.merged_ts, **box.merged}
+        box.merged = {}
+        return message
+
+    def dropped(self) -> int:
+        return sum(box.dropped for box in self._outboxes.values())
+
+    # ---- the flusher ------------------------------------------------------------------------
+
+    def attach(self, publish: Publish) -> None:
+        self._publish = publish
+
+    def flush_soon(self) -> None:
+        if self._dirty:
+            self._wakeup.set()
+
+    async def run(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            await self.flush()
+
+    async def flush(self) -> None:
+        publish = self._publish
+        if publish is None or not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, {}
+        self.peak_dirty = max(self.peak_dirty, len(dirty))
+        for box in dirty.values():
+            messages = list(box.queue)
+            box.queue.clear()
+            if box.merged:
+                messages.append(self._take_merged(box))
+            for message in messages:
+                box.seq += 1
+                message["seq"] = box.seq
+                message["epoch"] = self.epoch
+                try:
+                    await publish(box.subject, _encode(message))
+                    self.published += 1
+                except Exception as exc:  # NATS down and its buffer full: counted, not raised
+                    self.failed += 1
+                    box.dropped += 1
+                    log.debug("publish to %s failed: %r", box.subject, exc)

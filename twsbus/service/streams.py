@@ -1,0 +1,413 @@
+"""Shared upstream subscriptions: one ``Stream`` per key, and what each kind does with TWS data.
+
+A ``Stream`` is one live TWS request (reqMktData, reqRealTimeBars...) that many leases share.
+It keeps the current image (last value of every tick field, the last bar, the book), turns each
+TWS callback into a message for its data subject through the publisher, and carries two explicit
+states: its lifecycle (``StreamState``) and the health its subscribers see (``Health``), which is
+published on the subject itself, never inferred from silence.
+
+A ``Kind`` says how one subscription kind talks to TWS: which EClient method, with which
+arguments, which callbacks it receives and how they change the image and the subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+from typing import Any, ClassVar, Protocol
+
+from twsbus.service.publisher import Outbox, Publisher
+from twsbus.tws.callbacks import Event
+
+
+class StreamState(enum.Enum):
+    STARTING = "starting"  # requested; no answer from TWS yet
+    LIVE = "live"
+    LINGERING = "lingering"  # no leases left; cancelled upstream when the linger ends
+    CLOSED = "closed"
+
+
+class Health(enum.Enum):
+    OK = "ok"
+    STALE = "stale"
+    CLOSED = "closed"
+
+
+class StreamOwner(Protocol):
+    def stream_answered(self, stream: Stream, complete: bool) -> None: ...
+
+    def stream_error(self, stream: Stream, code: int, message: str) -> None: ...
+
+
+class Stream:
+    def __init__(self, kind: Kind, key: tuple[Any, ...], subject: str, params: dict[str, Any],
+                 box: Outbox) -> None:
+        self.kind = kind
+        self.key = key
+        self.subject = subject
+        self.params = params
+        self.box = box
+        self.req_id: int | None = None
+        self.state = StreamState.STARTING
+        self.health = Health.STALE
+        self.reason = "starting"
+        self.leases: set[str] = set()
+        self.permanent = False
+        self.linger_until = 0.0
+        self.image: dict[str, Any] = {}
+        self.events = 0
+        self.owner: StreamOwner | None = None
+        #: The first subscriber waits on this for TWS's first answer (or refusal).
+        self.waiter: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        con = f" conId={self.params.get('conId')}" if self.params.get("conId") else ""
+        return (f"<Stream {self.kind.name}{con} refs={len(self.leases)} "
+                f"{self.state.name.title()}/{self.health.name.title()}>")
+
+    @property
+    def con_id(self) -> int | None:
+        value = self.params.get("conId")
+        return int(value) if value else None
+
+    @property
+    def held(self) -> bool:
+        return self.permanent or bool(self.leases)
+
+    # ---- from TWS (the router calls these) ---------------------------------------------------
+
+    def on_event(self, event: Event) -> None:
+        self.events += 1
+        if self.state is StreamState.STARTING:
+            self.state = StreamState.LIVE
+        self.kind.on_event(self, event)
+        if self.owner is not None:
+            ready_on = self.kind.ready_on
+            self.owner.stream_answered(self, ready_on is None or event.name == ready_on)
+
+    def on_error(self, code: int, message: str) -> None:
+        if self.owner is not None:
+            self.owner.stream_error(self, code, message)
+
+    # ---- to NATS ----------------------------------------------------------------------------
+
+    def set_health(self, health: Health, reason: str, publisher: Publisher) -> None:
+        if health is self.health and reason == self.reason:
+            return
+        self.health = health
+        self.reason = reason
+        publisher.offer(self.box, {"type": "status", "state": health.value, "reason": reason})
+
+
+class Kind:
+    """How one subscription kind maps to TWS. Subclasses fill in the class attributes."""
+
+    name: ClassVar[str]
+    method: ClassVar[str]
+    #: Callbacks that carry no request id, routed by name (reqPositions, reqAccountUpdates).
+    unkeyed: ClassVar[tuple[str, ...]] = ()
+    #: The data message type and whether successive updates merge (latest value wins).
+    type_name: ClassVar[str]
+    conflate: ClassVar[bool] = False
+    lines: ClassVar[int] = 0
+    depth: ClassVar[int] = 0
+    #: Request parameters a lease may give, with defaults; those in ``key_params`` make a
+    #: different upstream request (and subject), the others must agree with the live one.
+    params: ClassVar[dict[str, Any]] = {}
+    key_params: ClassVar[tuple[str, ...]] = ()
+    needs_contract: ClassVar[bool] = True
+    #: The callback that ends the initial state (None: the first callback will do).
+    ready_on: ClassVar[str | None] = None
+
+    def __init__(self, publisher: Publisher) -> None:
+        self.publisher = publisher
+
+    @property
+    def keyed(self) -> bool:
+        return not self.unkeyed
+
+    def request(self, stream: Stream) -> dict[str, Any]:
+        """EClient arguments (besides the reqId) for this stream."""
+        return {"contract": stream.params["contract"], **{
+            k: stream.params[k] for k in self.params}}
+
+    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
+        raise NotImplementedError
+
+    def on_event(self, stream: Stream, event: Event) -> None:
+        raise NotImplementedError
+
+    def merge_params(self, stream: Stream, params: dict[str, Any]) -> bool:
+        """A new lease's parameters joined the stream; True when TWS must be asked again."""
+        return False
+
+
+def _publish(stream: Stream, message: dict[str, Any], publisher: Publisher) -> None:
+    publisher.offer(stream.box, message)
+
+
+class Ticks(Kind):
+    name = "ticks"
+    method = "reqMktData"
+    type_name = "ticks"
+    conflate = True
+    lines = 1
+    params = {"genericTickList": ""}
+
+    def request(self, stream: Stream) -> dict[str, Any]:
+        return {"contract": stream.params["contract"],
+                "genericTickList": stream.params["genericTickList"],
+                "snapshot": False, "regulatorySnapshot": False}
+
+    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
+        return "cancelMktData", {}
+
+    def merge_params(self, stream: Stream, params: dict[str, Any]) -> bool:
+        have = {t for t in stream.params["genericTickList"].split(",") if t}
+        want = {t.strip() for t in str(params.get("genericTickList", "")).split(",") if t.strip()}
+        if want <= have:
+            return False
+        stream.params["genericTickList"] = ",".join(sorted(have | want, key=_tick_order))
+        return True
+
+    def on_event(self, stream: Stream, event: Event) -> None:
+        data = event.data
+        name = event.name
+        if name in ("tickPrice", "tickSize", "tickString", "tickGeneric"):
+            value = data.get("price", data.get("size", data.get("value")))
+            field = data["field"]
+        elif name == "tickOptionComputation":
+            field = _option_field(data["tickType"])
+            value = {k: v for k, v in data.items() if k not in ("tickType",)}
+        elif name == "marketDataType":
+            field, value = "marketDataType", data["marketDataType"]
+        elif name == "tickReqParams":
+            stream.image.update({k: v for k, v in data.items()})
+            return
+        else:
+            return
+        stream.image[field] = value
+        self.publisher.merge(stream.box, {field: value})
+
+
+def _tick_order(tick: str) -> tuple[int, str]:
+    return (int(tick), tick) if tick.isdigit() else (10**9, tick)
+
+
+def _option_field(tick_type: int) -> str:
+    return {10: "bidOption", 11: "askOption", 12: "lastOption", 13: "modelOption",
+            80: "delayedBidOption", 81: "delayedAskOption", 82: "delayedLastOption",
+            83: "delayedModelOption"}.get(tick_type, f"option{tick_type}")
+
+
+class TickByTick(Kind):
+    name = "tbt"
+    method = "reqTickByTickData"
+    type_name = "tbt"
+    lines = 1
+    params = {"tickType": "Last", "numberOfTicks": 0, "ignoreSize": False}
+    key_params = ("tickType",)
+
+    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
+        return "cancelTickByTickData", {}
+
+    def on_event(self, stream: Stream, event: Event) -> None:
+        if not event.name.startswith("tickByTick"):
+            return
+        message = {"type": "tbt", **event.data}
+        stream.image["last"] = event.data
+        _publish(stream, message, self.publisher)
+
+
+class Bars(Kind):
+    name = "bars"
+    method = "reqRealTimeBars"
+    type_name = "bar"
+    params = {"whatToShow": "TRADES", "useRTH": False}
+
+    def request(self, stream: Stream) -> dict[str, Any]:
+        return {"contract": stream.params["contract"], "barSize": 5,
+                "whatToShow": stream.params["whatToShow"], "useRTH": stream.params["useRTH"]}
+
+    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
+        return "cancelRealTimeBars", {}
+
+    def on_event(self, stream: Stream, event: Event) -> None:
+        if event.name != "realtimeBar":
+            return
+        bar = dict(event.data)
+        bar["open"] = bar.pop("open_", bar.get("open"))
+        stream.image["bar"] = bar
+        _publish(stream, {"type": "bar", **bar}, self.publisher)
+
+
+class HistoricalBars(Kind):
+    name = "hist_bars"
+    method = "reqHistoricalData"
+    type_name = "bar"
+    params = {"barSize": "5 mins", "durationStr": "1 D", "whatToShow": "TRADES", "useRTH": 1}
+    key_params = ("barSize",)
+    max_image_bars = 500
+
+    def request(self, stream: Stream) -> dict[str, Any]:
+        p = stream.params
+        return {"contract": p["contract"], "endDateTime": "", "durationStr": p["durationStr"],
+                "barSizeSetting": p["barSize"], "whatToShow": p["whatToShow"],
+                "useRTH": p["useRTH"], "formatDate": 2, "keepUpToDate": True}
+
+    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
+        return "cancelHistoricalData", {}
+
+    def on_event(self, stream: Stream, event: Event) -> None:
+        bars: list[dict[str, Any]] = stream.image.setdefault("bars", [])
+        if event.name == "historicalData":
+            bars.append(event.data["bar"])
+            del bars[:-self.max_image_bars]
+        elif event.name == "historicalDataUpdate":
+            bar = event.data["bar"]
+            if bars and bars[-1].get("date") == bar.get("date"):
+                bars[-1] = bar
+            else:
+                bars.append(bar)
+                del bars[:-self.max_image_bars]
+            _publish(stream, {"type": "bar", **bar}, self.publisher)
+
+
+class Depth(Kind):
+    name = "depth"
+    method = "reqMktDepth"
+    type_name = "depth"
+    conflate = True  # every message is the whole book, so latest-value-wins is exact
+    depth = 1
+    params = {"numRows": 10, "isSmartDepth": False}
+
+    def request(self, stream: Stream) -> dict[str, Any]:
+        p = stream.params
+        return {"contract": p["contract"], "numRows": p["numRows"],
+                "isSmartDepth": p["isSmartDepth"]}
+
+    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
+        return "cancelMktDepth", {"isSmartDepth": stream.params["isSmartDepth"]}
+
+    def merge_params(self, stream: Stream, params: dict[str, Any]) -> bool:
+        rows = int(params.get("numRows", 0) or 0)
+        if rows > stream.params["numRows"]:
+            stream.params["numRows"] = rows
+            return True
+        return False
+
+    def on_event(self, stream: Stream, event: Event) -> None:
+        if event.name not in ("updateMktDepth", "updateMktDepthL2"):
+            return
+        d = event.data
+        side = "bids" if d["side"] == 1 else "asks"
+        book: list[dict[str, Any]] = stream.image.setdefault(side, [])
+        stream.image.setdefault("bids" if side == "asks" else "asks", [])
+        row = {"price": d["price"], "size": d["size"]}
+        if d.get("marketMaker"):
+            row["marketMaker"] = d["marketMaker"]
+        pos, op = int(d["position"]), int(d["operation"])
+        if op == 0:
+            book.insert(min(pos, len(book)), row)
+        elif op == 1 and pos < len(book):
+            book[pos] = row
+        elif op == 1:
+            book.append(row)
+        elif op == 2 and pos < len(book):
+            del book[pos]
+        self.publisher.merge(stream.box, {"bids": list(stream.image["bids"]),
+                                          "asks": list(stream.image["asks"])})
+
+
+class PnL(Kind):
+    name = "pnl"
+    method = "reqPnL"
+    type_name = "pnl"
+    conflate = True
+    needs_contract = False
+    params = {"account": "", "modelCode": ""}
+
+    def request(self, stream: Stream) -> dict[str, Any]:
+        return {"account": stream.params["account"], "modelCode": stream.params["modelCode"]}
+
+    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
+        return "cancelPnL", {}
+
+    def on_event(self, stream: Stream, event: Event) -> None:
+        if event.name in ("pnl", "pnlSingle"):
+            stream.image.update(event.data)
+            self.publisher.merge(stream.box, event.data)
+
+
+class PnLSingle(PnL):
+    name = "pnl_single"
+    method = "reqPnLSingle"
+    type_name = "pnl_single"
+    needs_contract = True
+
+    def request(self, stream: Stream) -> dict[str, Any]:
+        return {"account": stream.params["account"], "modelCode": stream.params["modelCode"],
+                "conid": stream.params["conId"]}
+
+    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
+        return "cancelPnLSingle", {}
+
+
+class Account(Kind):
+    name = "account"
+    method = "reqAccountUpdates"
+    type_name = "account"
+    unkeyed = ("updateAccountValue", "updatePortfolio", "updateAccountTime",
+               "accountDownloadEnd")
+    ready_on = "accountDownloadEnd"
+    needs_contract = False
+    params = {"account": ""}
+
+    def request(self, stream: Stream) -> dict[str, Any]:
+        return {"subscribe": True, "acctCode": stream.params["account"]}
+
+    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
+        return "reqAccountUpdates", {"subscribe": False, "acctCode": stream.params["account"]}
+
+    def on_event(self, stream: Stream, event: Event) -> None:
+        d = event.data
+        account = stream.params["account"]
+        if event.name == "updateAccountValue" and d.get("accountName") in (account, ""):
+            values = stream.image.setdefault("values", {})
+            values[f"{d['key']}:{d['currency']}" if d.get("currency") else d["key"]] = d["val"]
+            _publish(stream, {"type": "accountValue", **d}, self.publisher)
+        elif event.name == "updatePortfolio" and d.get("accountName") in (account, ""):
+            portfolio = stream.image.setdefault("portfolio", {})
+            portfolio[str(d["contract"].get("conId"))] = d
+            _publish(stream, {"type": "portfolio", **d}, self.publisher)
+        elif event.name == "updateAccountTime":
+            stream.image["time"] = d["timeStamp"]
+            _publish(stream, {"type": "accountTime", **d}, self.publisher)
+
+
+class Positions(Kind):
+    name = "positions"
+    method = "reqPositions"
+    type_name = "position"
+    unkeyed = ("position", "positionEnd")
+    ready_on = "positionEnd"
+    needs_contract = False
+    params = {"account": ""}
+
+    def request(self, stream: Stream) -> dict[str, Any]:
+        return {}
+
+    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
+        return "cancelPositions", {}
+
+    def on_event(self, stream: Stream, event: Event) -> None:
+        if event.name != "position" or event.data["account"] != stream.params["account"]:
+            return
+        d = event.data
+        positions = stream.image.setdefault("positions", {})
+        positions[str(d["contract"].get("conId"))] = d
+        _publish(stream, {"type": "position", **d}, self.publisher)
+
+
+KINDS: tuple[type[Kind], ...] = (Ticks, TickByTick, Bars, HistoricalBars, Depth, PnL, PnLSingle,
+                                 Account, Positions)
