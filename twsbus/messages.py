@@ -115,7 +115,7 @@ class SubscriptionInfo(msgspec.Struct, omit_defaults=True):
     conId: int | None = None
 
 
-class Status(msgspec.Struct, omit_defaults=True):
+class Status(msgspec.Struct):
     epoch: str
     tws: TwsState
     lines: Budget
