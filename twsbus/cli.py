@@ -207,7 +207,7 @@ def subjects(prefix: PrefixOpt = None,
     if permissions:
         from twsbus.deploy import permissions_conf
 
-        typer.echo(permissions_conf(s))
+        typer.echo(permissions_conf(s), nl=False)
         return
     for pattern in s.all_subject_patterns():
         typer.echo(pattern)

@@ -73,6 +73,7 @@ class QuerySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=Tr
     cancel: str | None = None
     then_cancel: str | CallSpec | None = None
     reply: str | None = None
+    fold: str | None = None
     min_server_version: int = 0
 
     @property

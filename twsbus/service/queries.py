@@ -39,6 +39,11 @@ log = logging.getLogger("twsbus.queries")
 _NOT_FAILURES = frozenset({202, 399, 10167, 10168, 2109})
 _SIDE_EFFECTS = frozenset({Pattern.ORDER, Pattern.FIRE_AND_FORGET})
 MAX_TIMEOUT = 300.0
+#: Order states after which nothing more will happen to the order.
+FINAL_ORDER_STATES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
+#: How long an order reply waits for a non-final first status to be followed by more (a market
+#: order's fill arrives right behind its Submitted).
+ORDER_SETTLE = 0.3
 
 
 class Collector:
@@ -50,6 +55,8 @@ class Collector:
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.items: list[Any] = []
         self.merged: dict[str, Any] = {}
+        self.folded: dict[Any, dict[str, Any]] = {}
+        self._settle: asyncio.TimerHandle | None = None
         self.warnings: list[dict[str, Any]] = []
 
     def __repr__(self) -> str:
@@ -62,7 +69,10 @@ class Collector:
         pattern = spec.pattern
         name = event.name
         if name == spec.end and pattern is not Pattern.ORDER and pattern is not Pattern.SINGLE:
-            if pattern is Pattern.LIST:
+            if spec.fold:
+                self._finish([o for o in self.folded.values()
+                              if _order_status(o) not in FINAL_ORDER_STATES])
+            elif pattern is Pattern.LIST:
                 self._finish(self.items)
             else:
                 self._finish(self.merged)
@@ -70,7 +80,9 @@ class Collector:
         if name not in spec.callbacks:
             return
         data = event.data
-        if pattern is Pattern.LIST:
+        if spec.fold:  # several callbacks describe one object: merge them, latest wins
+            self.folded.setdefault(data.get(spec.fold), {}).update(data)
+        elif pattern is Pattern.LIST:
             self.items.append(_item(spec, name, data))
         elif pattern is Pattern.LIST_DONE:
             self.items.extend(data.get("ticks", []))
@@ -78,7 +90,15 @@ class Collector:
                 self._finish(self.items)
         elif pattern is Pattern.SNAPSHOT:
             self.merged[data["field"]] = data.get("price", data.get("size", data.get("value")))
-        else:  # SINGLE and ORDER
+        elif pattern is Pattern.ORDER:
+            self.merged.update(data)
+            if name == spec.end:
+                if data.get("status") in FINAL_ORDER_STATES:
+                    self._finish(self.merged)
+                elif self._settle is None:
+                    self._settle = asyncio.get_running_loop().call_later(
+                        ORDER_SETTLE, self._finish, self.merged)
+        else:  # SINGLE
             self.merged.update(data)
             if spec.end is None or name == spec.end:
                 self._finish(self.merged[spec.reply] if spec.reply else self.merged)
@@ -96,8 +116,15 @@ class Collector:
             self.future.set_exception(exc)
 
     def _finish(self, value: Any) -> None:
+        if self._settle is not None:
+            self._settle.cancel()
         if not self.future.done():
             self.future.set_result(value)
+
+
+def _order_status(order: dict[str, Any]) -> str | None:
+    status = order.get("status") or order.get("orderState", {}).get("status")
+    return str(status) if status else None
 
 
 def _lift_contract(raw: dict[str, Any]) -> dict[str, Any]:

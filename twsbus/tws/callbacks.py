@@ -88,14 +88,16 @@ class EventWrapper(EWrapper):
 
 def _make_callback(name: str, params: list[str]) -> Callable[..., None]:
     keyed = bool(params) and params[0] in ID_PARAMS and name not in _NOT_KEYED
-    names = params[1:] if keyed else params
+    # An order id is data as well as a key: replies about orders must name their order.
+    skip = 1 if keyed and params[0] != "orderId" else 0
+    names = params[skip:]
     public = _RENAMES.get(name, name)
 
     if keyed:
         def callback(self: EventWrapper, *args: Any) -> None:
             key = args[0]
             self.sink(Event(public, key if key is None or key >= 0 else None,
-                            {n: to_plain(v) for n, v in zip(names, args[1:], strict=False)}))
+                            {n: to_plain(v) for n, v in zip(names, args[skip:], strict=False)}))
     else:
         def callback(self: EventWrapper, *args: Any) -> None:
             self.sink(Event(public, None,

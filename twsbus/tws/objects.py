@@ -40,6 +40,10 @@ UNSET_DECIMAL = Decimal(2**127 - 1)
 ID_PARAMS = ("reqId", "tickerId", "orderId", "requestId", "id")
 
 
+#: ibapi 9.81's names for fields 10.x renamed: replies use the current names whatever is installed.
+_RENAMES = {"BarData": {"average": "wap"}, "HistogramData": {"count": "size"}}
+
+
 # ---- inbound ----------------------------------------------------------------------------------
 
 
@@ -64,13 +68,14 @@ def to_plain(value: Any) -> Any:
     if isinstance(value, dict):
         return {str(k): to_plain(v) for k, v in value.items()}
     if hasattr(value, "__dict__"):
+        renames = _RENAMES.get(type(value).__name__, {})
         out = {}
         for k, v in vars(value).items():
             if k.startswith("_"):
                 continue
             plain = to_plain(v)
             if plain is not None:
-                out[k] = plain
+                out[renames.get(k, k)] = plain
         return out
     return str(value)
 

@@ -1,0 +1,73 @@
+"""subjects.yaml is the single source of truth: code, docs and deploy files must agree with it."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import msgspec
+import pytest
+
+from twsbus.deploy import permissions_conf
+from twsbus.service.streams import KINDS
+from twsbus.subjects import ARG_TYPES, Pattern, surface
+from twsbus.tws.objects import has_method
+
+ROOT = Path(__file__).parent.parent
+
+
+def test_every_query_names_a_real_eclient_method_and_known_types() -> None:
+    s = surface()
+    for op, spec in s.queries.items():
+        assert has_method(spec.method), f"{op}: EClient has no {spec.method}"
+        for arg in spec.args:
+            assert arg.type_name in ARG_TYPES
+        if spec.pattern in (Pattern.LIST, Pattern.SNAPSHOT):
+            assert spec.end, f"{op}: a {spec.pattern} query needs an end callback"
+        assert spec.request_type.__name__.endswith("Request")
+
+
+def test_every_subscription_kind_in_yaml_has_an_implementation_and_back() -> None:
+    s = surface()
+    assert {k.name for k in KINDS} == set(s.subscriptions)
+    for kind in KINDS:
+        assert s.subscriptions[kind.name].method == kind.method
+
+
+def test_the_readme_documents_every_query_and_kind() -> None:
+    readme = (ROOT / "README.md").read_text()
+    s = surface()
+    for op in s.queries:
+        assert f"`{op}`" in readme, f"README does not document tws.req.{op}"
+    for kind, spec in s.subscriptions.items():
+        assert f"`{kind}`" in readme
+        assert spec.data.replace("{prefix}", "tws").split(".")[1] in readme
+
+
+def test_the_contract_document_ops_are_all_served() -> None:
+    contract = (ROOT.parent / "shared" / "CONTRACT.md")
+    if not contract.exists():
+        pytest.skip("../shared/CONTRACT.md not beside the repository")
+    text = contract.read_text()
+    listed = re.search(r"Every query-style EClient request is reachable, e\.g\.:(.*?)"
+                       r"`tws\.req\.status`", text, re.S)
+    assert listed
+    ops = set(re.findall(r"`([a-z_]+)`", listed.group(1)))
+    assert ops <= set(surface().queries), ops - set(surface().queries)
+
+
+def test_deploy_permissions_are_generated_from_subjects_yaml() -> None:
+    assert (ROOT / "deploy" / "nats-permissions.conf").read_text() == permissions_conf(surface())
+
+
+def test_prefix_is_applied_everywhere() -> None:
+    s = surface("tws.paper")
+    assert s.query_subject("current_time") == "tws.paper.req.current_time"
+    assert s.data_subject("ticks", conId=265598) == "tws.paper.ticks.265598"
+    assert all(p.startswith("tws.paper.") for p in s.all_subject_patterns())
+
+
+def test_request_structs_reject_unknown_fields_and_name_them() -> None:
+    spec = surface().queries["historical_data"]
+    with pytest.raises(msgspec.ValidationError, match="bogus"):
+        msgspec.convert({"contract": {"conId": 1}, "bogus": 1}, spec.request_type)
