@@ -19,7 +19,9 @@ ROOT = Path(__file__).parent.parent
 def test_every_query_names_a_real_eclient_method_and_known_types() -> None:
     s = surface()
     for op, spec in s.queries.items():
-        assert has_method(spec.method), f"{op}: EClient has no {spec.method}"
+        # ops newer than ibapi 9.81 declare the server version they need (and answer 400 below)
+        assert has_method(spec.method) or spec.min_server_version > 157, \
+            f"{op}: EClient has no {spec.method}"
         for arg in spec.args:
             assert arg.type_name in ARG_TYPES
         if spec.pattern in (Pattern.LIST, Pattern.SNAPSHOT):

@@ -81,7 +81,8 @@ class Stream:
         if self.state is StreamState.STARTING:
             self.state = StreamState.LIVE
         self.kind.on_event(self, event)
-        if self.owner is not None:
+        # Only the first answers (and those after a stale spell) concern the owner.
+        if self.owner is not None and (self.waiter is not None or self.health is not Health.OK):
             ready_on = self.kind.ready_on
             self.owner.stream_answered(self, ready_on is None or event.name == ready_on)
 

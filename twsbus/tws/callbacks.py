@@ -66,20 +66,20 @@ class EventWrapper(EWrapper):
 
     # The top-of-book callbacks are the hot path: written out, and tagged with IB's tick name.
     def tickPrice(self, reqId: int, tickType: int, price: float, attrib: Any) -> None:
-        self.sink(Event("tickPrice", reqId, {
-            "tickType": tickType, "field": field_name(tickType), "price": to_plain(price),
-            "attrib": to_plain(attrib)}))
+        # attrib (canAutoExecute, pastLimit, preOpen) is left out: nothing downstream uses it.
+        self.sink(Event("tickPrice", reqId if reqId >= 0 else None, {
+            "tickType": tickType, "field": field_name(tickType), "price": to_plain(price)}))
 
     def tickSize(self, reqId: int, tickType: int, size: Any) -> None:
-        self.sink(Event("tickSize", reqId, {
+        self.sink(Event("tickSize", reqId if reqId >= 0 else None, {
             "tickType": tickType, "field": field_name(tickType), "size": to_plain(size)}))
 
     def tickString(self, reqId: int, tickType: int, value: str) -> None:
-        self.sink(Event("tickString", reqId, {
+        self.sink(Event("tickString", reqId if reqId >= 0 else None, {
             "tickType": tickType, "field": field_name(tickType), "value": value}))
 
     def tickGeneric(self, reqId: int, tickType: int, value: float) -> None:
-        self.sink(Event("tickGeneric", reqId, {
+        self.sink(Event("tickGeneric", reqId if reqId >= 0 else None, {
             "tickType": tickType, "field": field_name(tickType), "value": to_plain(value)}))
 
     def logAnswer(self, fnName: Any, fnParams: Any) -> None:

@@ -27,6 +27,7 @@ from ibapi.decoder import Decoder
 
 from twsbus.errors import NotConnected
 from twsbus.tws.callbacks import Event, EventWrapper, Sink
+from twsbus.tws.fastpath import decode_fast
 from twsbus.tws.objects import call_args
 from twsbus.tws.pacing import PacedSender
 from twsbus.tws.transport import TwsProtocol
@@ -273,13 +274,15 @@ class TwsSession:
                 if msg_id > PROTOBUF_MSG_ID:
                     decoder.processProtoBuf(body, msg_id - PROTOBUF_MSG_ID)
                     return
-                fields = tuple(body.split(b"\0")[:-1])
-                decoder.interpret(fields, msg_id)
-            elif _INTERPRET_TAKES_MSG_ID:
-                fields = tuple(frame.split(b"\0")[:-1])
-                decoder.interpret(fields[1:], int(fields[0]))
+                decoder.interpret(tuple(body.split(b"\0")[:-1]), msg_id)
+                return
+            fields = frame.split(b"\0")[:-1]
+            if decode_fast(fields, self.sink, self.server_version or 0):
+                return
+            if _INTERPRET_TAKES_MSG_ID:
+                decoder.interpret(tuple(fields[1:]), int(fields[0]))
             else:
-                decoder.interpret(tuple(frame.split(b"\0")[:-1]))
+                decoder.interpret(tuple(fields))
         except Exception:
             # One undecodable message must not kill the session: count it and go on.
             self.decode_errors += 1

@@ -1,0 +1,118 @@
+"""A faster decode of the hottest text messages: tickPrice, tickSize, tickString, tickGeneric.
+
+IB's decoder spends most of a tick's time in generic per-field helpers (a function call, a debug
+log call and a type dispatch per field) and builds a TickAttrib object nobody downstream reads.
+For the four top-of-book messages this module reads the fields directly and emits the very
+``Event``s that ``EventWrapper`` would have produced from IB's decoder; tests check the two paths
+field for field over many frames with the installed ibapi. Every other message, and the protobuf
+protocol (server version 201+), goes through IB's decoder.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from decimal import Decimal
+from typing import Any
+
+from ibapi import server_versions
+from ibapi.decoder import Decoder
+from ibapi.ticktype import TickTypeEnum
+from ibapi.wrapper import EWrapper
+
+from twsbus.tws.callbacks import Event, Sink
+from twsbus.tws.objects import UNSET_DECIMAL, UNSET_DOUBLE, UNSET_INTEGER, to_plain
+from twsbus.tws.ticks import field_name
+
+# The size tick TWS pairs with a price tick (bid -> bidSize...), as IB's decoder does.
+_SIZE_OF = {1: 0, 2: 3, 4: 5, 66: 69, 67: 70, 68: 71}
+_ASCII7 = getattr(server_versions, "MIN_SERVER_VER_ENCODE_MSG_ASCII7", 153)
+# ibapi 10.x drops a tickSize of type NOT_SET; 9.81 (which decodes tickSize by signature) passes
+# it on, and rejects an empty size there.
+_SIGNATURE_TICK_SIZE = not hasattr(Decoder, "processTickSizeMsg")
+_NOT_SET = None if _SIGNATURE_TICK_SIZE else TickTypeEnum.NOT_SET
+
+# Sizes are Decimal in ibapi 10.x and int in 9.81: decode them as the installed ibapi does.
+_SIZE_TYPE: Any = (Decimal if inspect.signature(EWrapper.tickSize).parameters["size"].annotation
+                   in (Decimal, "Decimal", "decimal.Decimal") else int)
+
+
+def _size(text: bytes) -> Any:
+    if not text:
+        return None if _SIZE_TYPE is Decimal else 0
+    try:
+        value = int(text)  # the common case, whole shares: no Decimal needed
+    except ValueError:
+        return to_plain(_SIZE_TYPE(text.decode()))
+    return None if value in _UNSET_SIZES else value
+
+
+_UNSET_SIZES = frozenset({UNSET_INTEGER, int(UNSET_DECIMAL)})
+
+
+def _price(text: bytes) -> float | None:
+    value = float(text) if text else 0.0
+    return None if value == UNSET_DOUBLE else value
+
+
+def _tick_price(fields: list[bytes], sink: Sink, version: int) -> None:
+    # [1, version, reqId, tickType, price, size, attrMask]
+    req_id = int(fields[2])
+    tick_type = int(fields[3])
+    price = _price(fields[4])
+    size = _size(fields[5])  # read even when unused: a bad one fails as in IB's decoder
+    key = req_id if req_id >= 0 else None
+    sink(Event("tickPrice", key, {"tickType": tick_type, "field": field_name(tick_type),
+                                  "price": price}))
+    size_type = _SIZE_OF.get(tick_type)
+    if size_type is not None:
+        sink(Event("tickSize", key, {"tickType": size_type, "field": field_name(size_type),
+                                     "size": size}))
+
+
+def _tick_size(fields: list[bytes], sink: Sink, version: int) -> None:
+    # [2, version, reqId, tickType, size]
+    req_id = int(fields[2])
+    tick_type = int(fields[3])
+    if tick_type == _NOT_SET:  # IB's decoder drops it
+        return
+    if not fields[4] and _SIGNATURE_TICK_SIZE:
+        raise ValueError("empty size")
+    sink(Event("tickSize", req_id if req_id >= 0 else None, {
+        "tickType": tick_type, "field": field_name(tick_type), "size": _size(fields[4])}))
+
+
+def _tick_string(fields: list[bytes], sink: Sink, version: int) -> None:
+    # [46, version, reqId, tickType, value]
+    req_id = int(fields[2])
+    tick_type = int(fields[3])
+    value = fields[4].decode("unicode-escape" if version >= _ASCII7 else "utf-8")
+    sink(Event("tickString", req_id if req_id >= 0 else None, {
+        "tickType": tick_type, "field": field_name(tick_type), "value": value}))
+
+
+def _tick_generic(fields: list[bytes], sink: Sink, version: int) -> None:
+    # [45, version, reqId, tickType, value]
+    req_id = int(fields[2])
+    tick_type = int(fields[3])
+    sink(Event("tickGeneric", req_id if req_id >= 0 else None, {
+        "tickType": tick_type, "field": field_name(tick_type),
+        "value": to_plain(float(fields[4]))}))
+
+
+_FAST: dict[bytes, tuple[int, Callable[[list[bytes], Sink, int], None]]] = {
+    b"1": (7, _tick_price),
+    b"2": (5, _tick_size),
+    b"46": (5, _tick_string),
+    b"45": (5, _tick_generic),
+}
+
+
+def decode_fast(fields: list[bytes], sink: Sink, version: int) -> bool:
+    """Emit the events of a hot message and return True; False leaves it to IB's decoder
+    (including any frame whose shape is not exactly the one handled here)."""
+    entry = _FAST.get(fields[0])
+    if entry is None or len(fields) != entry[0]:
+        return False
+    entry[1](fields, sink, version)
+    return True
