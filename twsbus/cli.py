@@ -184,6 +184,44 @@ def req(
 
 
 @app.command()
+def sub(
+    kind: Annotated[str, typer.Argument(
+        help="ticks, tbt, bars, hist_bars, depth, pnl, pnl_single, account or positions")],
+    contract: Annotated[str | None, typer.Argument(
+        help="a symbol (AAPL), a conId (265598) or contract JSON; for pnl, account and "
+             "positions: the account (optional with one account)")] = None,
+    nats: NatsOpt = None,
+    prefix: PrefixOpt = None,
+    param: Annotated[list[str] | None, typer.Option(
+        "--param", "-p", help="a parameter of the kind, k=v (repeatable), e.g. "
+                              "tickType=BidAsk, barSize='1 min', numRows=5")] = None,
+    ttl: Annotated[float, typer.Option("--ttl", help="lease ttl in seconds")] = 30.0,
+    json_lines: Annotated[bool | None, typer.Option(
+        "--json/--table", help="JSON lines or the live table (default: the table on a "
+                               "terminal, JSON lines otherwise)")] = None,
+) -> None:
+    """Watch a subscription live (tws.sub.<kind>), holding a lease while it runs."""
+    from twsbus.client.view import parse_params, watch
+    from twsbus.config import load
+
+    cfg = load({"nats": nats, "prefix": prefix})
+    try:
+        params = parse_params(kind, param or [])
+    except ValueError as exc:
+        typer.echo(f"twsbus: {exc}", err=True)
+        raise typer.Exit(2) from None
+    result: list[int] = []
+
+    async def main(stop: asyncio.Event) -> None:
+        result.append(await watch(cfg.nats, cfg.prefix, kind, contract, params, stop, ttl=ttl,
+                                  json_lines=json_lines))
+
+    _run_until_signal(main)
+    if result and result[0]:
+        raise typer.Exit(result[0])
+
+
+@app.command()
 def status(nats: NatsOpt = None, prefix: PrefixOpt = None) -> None:
     """Print the daemon's status (tws.req.status)."""
     from twsbus.config import load

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import nats
 import pytest
+from daemonstack import Stack
 from nats.aio.client import Client
 
 from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
-
-
-@dataclass
-class Stack:
-    nats: NatsServer
-    sim: SimulatorThread
-    daemon: DaemonProcess
 
 
 @pytest.fixture(scope="module")

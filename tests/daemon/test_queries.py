@@ -19,7 +19,7 @@ from typing import Any
 
 import ibapi
 import pytest
-from conftest import Stack
+from daemonstack import Stack
 from nats.aio.client import Client
 from natsreq import Reply, ask
 

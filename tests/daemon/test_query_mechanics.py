@@ -8,7 +8,7 @@ import time
 
 import nats
 import pytest
-from conftest import Stack
+from daemonstack import Stack
 from nats.aio.client import Client
 from natsreq import ask
 

@@ -42,6 +42,8 @@ log = logging.getLogger("twsbus.leases")
 
 Resolver = Callable[[Contract], Awaitable[dict[str, Any]]]
 
+#: How long a new stream's first subscriber waits after TWS's first data for the rest of it.
+IMAGE_SETTLE = 0.02
 #: Farm codes and the kinds they concern (None: every kind).
 _FARM_DOWN = {2103: "market", 2105: "history", 1100: None}
 _FARM_UP = {2104: "market", 2106: "history", 1102: None, 1101: None}
@@ -268,6 +270,7 @@ class LeaseRegistry:
         self._request_upstream(stream)
         try:
             await asyncio.wait_for(asyncio.shield(stream.waiter), self.confirm_window)
+            await asyncio.sleep(IMAGE_SETTLE)  # the rest of TWS's first burst (a whole book)
         except TimeoutError:
             pass  # no answer yet (no ticks outside market hours): accepted until TWS says no
         finally:

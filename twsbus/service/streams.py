@@ -84,7 +84,9 @@ class Stream:
         # Only the first answers (and those after a stale spell) concern the owner.
         if self.owner is not None and (self.waiter is not None or self.health is not Health.OK):
             ready_on = self.kind.ready_on
-            self.owner.stream_answered(self, ready_on is None or event.name == ready_on)
+            complete = event.name == ready_on if ready_on else \
+                event.name not in self.kind.preamble
+            self.owner.stream_answered(self, complete)
 
     def on_error(self, code: int, message: str) -> None:
         if self.owner is not None:
@@ -117,8 +119,10 @@ class Kind:
     params: ClassVar[dict[str, Any]] = {}
     key_params: ClassVar[tuple[str, ...]] = ()
     needs_contract: ClassVar[bool] = True
-    #: The callback that ends the initial state (None: the first callback will do).
+    #: The callback that ends the initial state (None: the first data callback will do).
     ready_on: ClassVar[str | None] = None
+    #: Callbacks TWS sends ahead of the data, which do not make an image.
+    preamble: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, publisher: Publisher) -> None:
         self.publisher = publisher
@@ -154,6 +158,7 @@ class Ticks(Kind):
     conflate = True
     lines = 1
     params = {"genericTickList": ""}
+    preamble = ("tickReqParams", "marketDataType")
 
     def request(self, stream: Stream) -> dict[str, Any]:
         return {"contract": stream.params["contract"],

@@ -1,0 +1,254 @@
+"""One subscription's ordering rules, driven through a scripted fake of the daemon (no sockets).
+
+``FakeDaemon`` stands in for the Client's wire: it answers subscribe requests with a scripted
+image and seq, and ``publish`` delivers a data-subject message through the NATS callback the
+subscription registered, exactly as nats-py would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import msgspec
+import pytest
+
+from twsbus import Image, NotFound, StreamClosed, StreamStatus, SubState, Tick
+from twsbus.client.keeper import LeaseKeeper
+from twsbus.client.stream import Granted, Inbox, Subscription
+from twsbus.messages import Contract, LeasesReply
+
+SUBJECT = "tws.ticks.265598"
+
+
+class _Msg:
+    def __init__(self, subject: str, data: bytes) -> None:
+        self.subject, self.data = subject, data
+
+
+class _NatsSub:
+    def __init__(self, nats: FakeNats, subject: str, cb: Any) -> None:
+        self.nats, self.subject, self.cb = nats, subject, cb
+
+    async def unsubscribe(self) -> None:
+        self.nats.subs.remove(self)
+
+
+class FakeNats:
+    is_closed = False
+
+    def __init__(self) -> None:
+        self.subs: list[_NatsSub] = []
+
+    async def subscribe(self, subject: str, cb: Any) -> _NatsSub:
+        sub = _NatsSub(self, subject, cb)
+        self.subs.append(sub)
+        return sub
+
+
+class FakeDaemon:
+    """The parts of ``Client`` a Subscription and the LeaseKeeper use, scripted."""
+
+    def __init__(self, epoch: str = "E1", seq: int = 3) -> None:
+        self._nc = FakeNats()
+        self._closed = False
+        self.ttl = 30.0
+        self.epoch, self.seq = epoch, seq
+        self.image: dict[str, Any] = {"bid": 1.0, "ask": 1.2}
+        self.grants = 0
+        self.released: list[str] = []
+        self.refuse: Exception | None = None
+        self.running_epoch: str | None = epoch
+        self.events: list[str] = []
+        self._keeper = LeaseKeeper(self, None, None)  # type: ignore[arg-type]
+
+    async def _data_subject(self, kind: str, contract: Any, params: dict[str, Any]) -> Any:
+        return contract, params, SUBJECT
+
+    async def _grant(self, kind: str, body: bytes) -> Granted:
+        self.events.append(f"grant (listening: {[s.subject for s in self._nc.subs]})")
+        if self.refuse is not None:
+            raise self.refuse
+        self.grants += 1
+        return Granted(subject=SUBJECT, seq=self.seq, epoch=self.epoch, image=dict(self.image),
+                       lease=f"L{self.grants}", ttl=30.0, conId=265598)
+
+    async def _release(self, leases: list[str]) -> None:
+        self.released += leases
+
+    async def _renew(self, leases: list[str]) -> LeasesReply:
+        return LeasesReply(renewed=leases)
+
+    async def _daemon_epoch(self) -> str | None:
+        return self.running_epoch
+
+    async def publish(self, seq: int, epoch: str | None = None, **fields: Any) -> None:
+        body = {"type": fields.pop("type", "ticks"), "seq": seq, "ts": seq,
+                "epoch": epoch or self.epoch, **fields}
+        for sub in list(self._nc.subs):
+            await sub.cb(_Msg(sub.subject, msgspec.json.encode(body)))
+
+
+def make(daemon: FakeDaemon, maxsize: int = 100) -> Subscription:
+    return Subscription(daemon, "ticks", Contract(conId=265598), {},  # type: ignore[arg-type]
+                        ttl=30.0, maxsize=maxsize)
+
+
+async def test_the_data_subject_is_listened_to_before_subscribing() -> None:
+    daemon = FakeDaemon()
+    await make(daemon).open()
+    assert daemon.events == [f"grant (listening: ['{SUBJECT}'])"]
+
+
+async def test_image_comes_first_and_messages_it_contains_are_dropped() -> None:
+    daemon = FakeDaemon(seq=3)
+    sub = make(daemon)
+    await sub.open()
+    for seq in (2, 3, 4, 5):  # 2 and 3 were buffered before the reply: already in the image
+        await daemon.publish(seq, bid=float(seq))
+    image = await sub.next()
+    assert isinstance(image, Image) and image.seq == 3 and image["bid"] == 1.0
+    assert not image.resubscribed and image.subject == SUBJECT and image.conId == 265598
+    got = [await sub.next(), await sub.next()]
+    assert [(type(m), m.seq, m.gap, m["bid"]) for m in got] == [(Tick, 4, 0, 4.0),
+                                                                (Tick, 5, 0, 5.0)]
+
+
+async def test_gap_is_surfaced_when_seq_jumps() -> None:
+    daemon = FakeDaemon(seq=3)
+    sub = make(daemon)
+    await sub.open()
+    for seq in (4, 7, 8):
+        await daemon.publish(seq, last=100.0 + seq)
+    await sub.next()  # the image
+    four, seven, eight = await sub.next(), await sub.next(), await sub.next()
+    assert (four.gap, seven.gap, eight.gap) == (0, 2, 0)
+    assert (sub.gaps, sub.missed, sub.seq) == (1, 2, 8)
+
+
+async def test_a_slow_consumer_loses_the_oldest_messages_counted_and_marked_as_a_gap() -> None:
+    daemon = FakeDaemon(seq=0)
+    sub = make(daemon, maxsize=3)
+    await sub.open()
+    for seq in range(1, 7):
+        await daemon.publish(seq, bid=float(seq))
+    assert sub.dropped == 3 and sub.stats()["peak"] == 3
+    assert isinstance(await sub.next(), Image)  # control items are never dropped
+    four = await sub.next()
+    assert (four.seq, four.gap) == (4, 3)
+
+
+async def test_status_messages_are_delivered_in_order_and_tracked() -> None:
+    daemon = FakeDaemon(seq=0)
+    sub = make(daemon)
+    await sub.open()
+    await daemon.publish(1, type="status", state="stale", reason="TWS 2103: farm broken")
+    await daemon.publish(2, bid=2.0)
+    assert (sub.health, sub.reason) == ("stale", "TWS 2103: farm broken")
+    await sub.next()
+    status = await sub.next()
+    assert isinstance(status, StreamStatus) and status.state == "stale"
+    assert (await sub.next()).seq == 2
+
+
+async def test_closed_from_a_running_daemon_ends_the_iterator_with_stream_closed() -> None:
+    daemon = FakeDaemon(seq=0)
+    sub = make(daemon)
+    await sub.open()
+    keeper = asyncio.create_task(daemon._keeper.run())
+    try:
+        await daemon.publish(1, type="status", state="closed", reason="TWS 10197: no data")
+        items = [m async for m in _until_error(sub)]
+        assert [type(m) for m in items[:2]] == [Image, StreamStatus]
+        assert isinstance(items[-1], StreamClosed) and "10197" in str(items[-1])
+        assert sub.state is SubState.CLOSED
+    finally:
+        keeper.cancel()
+
+
+async def test_closed_by_a_daemon_going_away_resubscribes_with_a_new_image() -> None:
+    daemon = FakeDaemon(seq=5)
+    sub = make(daemon)
+    await sub.open()
+    keeper = asyncio.create_task(daemon._keeper.run())
+    try:
+        daemon.running_epoch = None  # nobody answers tws.req.status: the daemon is gone
+        daemon.epoch, daemon.seq, daemon.image = "E2", 2, {"bid": 9.0}
+        await daemon.publish(6, epoch="E1", type="status", state="closed", reason="shutdown")
+        assert isinstance(await sub.next(), Image)
+        assert isinstance(await sub.next(), StreamStatus)
+        again = await asyncio.wait_for(sub.next(), 5)
+        assert isinstance(again, Image) and again.resubscribed and again.epoch == "E2"
+        assert again.seq == 2 and again["bid"] == 9.0 and sub.lease == "L2"
+        await daemon.publish(3)
+        after = await sub.next()
+        assert (after.epoch, after.seq, after.gap) == ("E2", 3, 0)
+    finally:
+        keeper.cancel()
+
+
+async def test_a_refused_resubscription_ends_the_iterator_with_the_daemons_error() -> None:
+    daemon = FakeDaemon(seq=0)
+    sub = make(daemon)
+    await sub.open()
+    keeper = asyncio.create_task(daemon._keeper.run())
+    try:
+        daemon.refuse = NotFound("No security definition", tws_code=200)
+        daemon._keeper.recover(sub)  # as when a renewal says the lease is unknown
+        items = [m async for m in _until_error(sub)]
+        assert isinstance(items[-1], NotFound) and items[-1].tws_code == 200
+    finally:
+        keeper.cancel()
+
+
+async def test_closing_releases_the_lease_and_ends_iteration() -> None:
+    daemon = FakeDaemon()
+    sub = make(daemon)
+    async with sub:
+        assert sub.lease == "L1"
+    assert daemon.released == ["L1"] and daemon._nc.subs == []
+    with pytest.raises(StopAsyncIteration):
+        await sub.next()
+
+
+async def test_leaving_an_async_for_releases_the_lease() -> None:
+    daemon = FakeDaemon()
+    async for _ in make(daemon):
+        break
+    await asyncio.sleep(0.05)  # the abandoned generator is closed by the event loop
+    assert daemon.released == ["L1"]
+
+
+def test_inbox_bound_must_hold_a_message() -> None:
+    with pytest.raises(ValueError):
+        Inbox(0)
+
+
+async def _until_error(sub: Subscription) -> Any:
+    while True:
+        try:
+            yield await asyncio.wait_for(sub.next(), 5)
+        except (StreamClosed, NotFound) as exc:
+            yield exc
+            return
+
+
+async def test_a_held_subscription_survives_leaving_a_loop() -> None:
+    daemon = FakeDaemon(seq=0)
+    async with make(daemon) as sub:
+        async for _ in sub:
+            break
+        await daemon.publish(1, bid=1.0)
+        async for msg in sub:
+            assert msg.seq == 1
+            break
+        assert daemon.released == []
+    assert daemon.released == ["L1"]
+
+
+async def test_a_status_already_in_the_image_does_not_end_the_stream() -> None:
+    daemon = FakeDaemon(seq=4)
+    sub = make(daemon)
+    await sub.open()
+    await daemon.publish(3, type="status", state="closed", reason="an earlier stream")
+    assert sub.state is SubState.ACTIVE and not daemon._keeper.recovering

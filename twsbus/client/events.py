@@ -1,0 +1,181 @@
+"""What a subscription yields: the image first, then data and status messages, as frozen structs.
+
+Every item is a ``StreamMessage`` subclass tagged by ``type`` (the wire's own tag, plus ``image``):
+``seq``/``ts``/``epoch`` come from the daemon, ``data`` holds the message's fields under IB's names
+(``tick["bid"]`` or ``tick.bid``), and ``gap`` is how many messages were missed just before this
+one (a seq jump upstream, or messages this client dropped because the consumer was slow). An
+``Image`` is the stream's state as the daemon held it when the lease was granted; after a
+re-subscription (daemon restart, lost lease) a new ``Image`` arrives with ``resubscribed=True``
+and everything before it is a discontinuity. ``msgspec.json.encode(item)`` gives the JSON form.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+_ENVELOPE = ("type", "seq", "ts", "epoch")
+
+
+class StreamMessage(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """The common shape; see the module docstring for the meaning of each field."""
+
+    seq: int
+    ts: int = 0
+    epoch: str = ""
+    data: dict[str, Any] = msgspec.field(default_factory=dict)
+    gap: int = 0
+
+    @property
+    def type(self) -> str:
+        return str(self.__struct_config__.tag)
+
+    def __getitem__(self, name: str) -> Any:
+        return self.data[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.data.get(name, default)
+
+
+class Image(StreamMessage, frozen=True, kw_only=True, tag="image"):
+    """The first item of every subscription (and of every re-subscription)."""
+
+    kind: str
+    subject: str
+    state: str = "ok"
+    reason: str | None = None
+    conId: int | None = None
+    resubscribed: bool = False
+
+
+class Tick(StreamMessage, frozen=True, kw_only=True, tag="ticks"):
+    """Market data fields that changed (reqMktData), by IB tick name."""
+
+    @property
+    def bid(self) -> float | None:
+        return self.data.get("bid")
+
+    @property
+    def ask(self) -> float | None:
+        return self.data.get("ask")
+
+    @property
+    def last(self) -> float | None:
+        return self.data.get("last")
+
+    @property
+    def bidSize(self) -> float | None:
+        return self.data.get("bidSize")
+
+    @property
+    def askSize(self) -> float | None:
+        return self.data.get("askSize")
+
+    @property
+    def lastSize(self) -> float | None:
+        return self.data.get("lastSize")
+
+    @property
+    def volume(self) -> float | None:
+        return self.data.get("volume")
+
+
+class TickByTick(StreamMessage, frozen=True, kw_only=True, tag="tbt"):
+    """One tick-by-tick event (reqTickByTickData), fields as IB's callback names them."""
+
+
+class Bar(StreamMessage, frozen=True, kw_only=True, tag="bar"):
+    """A 5-second real-time bar, or an update of the current historical bar (keepUpToDate)."""
+
+    @property
+    def time(self) -> Any:
+        return self.data.get("time", self.data.get("date"))
+
+    @property
+    def open(self) -> float | None:
+        return self.data.get("open")
+
+    @property
+    def high(self) -> float | None:
+        return self.data.get("high")
+
+    @property
+    def low(self) -> float | None:
+        return self.data.get("low")
+
+    @property
+    def close(self) -> float | None:
+        return self.data.get("close")
+
+    @property
+    def volume(self) -> float | None:
+        return self.data.get("volume")
+
+
+class Depth(StreamMessage, frozen=True, kw_only=True, tag="depth"):
+    """The whole order book after a change: ``bids`` and ``asks``, best first."""
+
+    @property
+    def bids(self) -> list[dict[str, Any]]:
+        return list(self.data.get("bids", []))
+
+    @property
+    def asks(self) -> list[dict[str, Any]]:
+        return list(self.data.get("asks", []))
+
+
+class PnL(StreamMessage, frozen=True, kw_only=True, tag="pnl"):
+    """Account PnL fields that changed: dailyPnL, unrealizedPnL, realizedPnL."""
+
+
+class PnLSingle(StreamMessage, frozen=True, kw_only=True, tag="pnl_single"):
+    """One position's PnL fields that changed: pos, dailyPnL, unrealizedPnL, value..."""
+
+
+class AccountValue(StreamMessage, frozen=True, kw_only=True, tag="accountValue"):
+    """updateAccountValue: key, val, currency, accountName."""
+
+
+class Portfolio(StreamMessage, frozen=True, kw_only=True, tag="portfolio"):
+    """updatePortfolio: contract, position, marketPrice, marketValue, averageCost..."""
+
+
+class AccountTime(StreamMessage, frozen=True, kw_only=True, tag="accountTime"):
+    """updateAccountTime: timeStamp."""
+
+
+class Position(StreamMessage, frozen=True, kw_only=True, tag="position"):
+    """position: account, contract, position, avgCost."""
+
+
+class StreamStatus(StreamMessage, frozen=True, kw_only=True, tag="status"):
+    """The stream's health as the daemon publishes it, in order with the data."""
+
+    state: str
+    reason: str | None = None
+
+
+class Other(StreamMessage, frozen=True, kw_only=True, tag="other"):
+    """A message type this client does not know; ``data["type"]`` keeps the wire's tag."""
+
+
+_BY_TYPE: dict[str, type[StreamMessage]] = {
+    str(cls.__struct_config__.tag): cls
+    for cls in (Tick, TickByTick, Bar, Depth, PnL, PnLSingle, AccountValue, Portfolio,
+                AccountTime, Position)
+}
+
+
+def from_wire(raw: dict[str, Any], gap: int = 0) -> StreamMessage:
+    """A decoded data-subject message as the matching struct."""
+    kind = raw.get("type")
+    seq, ts, epoch = int(raw.get("seq", 0)), int(raw.get("ts", 0)), str(raw.get("epoch", ""))
+    data = {k: v for k, v in raw.items() if k not in _ENVELOPE}
+    if kind == "status":
+        return StreamStatus(seq=seq, ts=ts, epoch=epoch, data=data, gap=gap,
+                            state=str(raw.get("state", "")), reason=raw.get("reason"))
+    cls = _BY_TYPE.get(str(kind))
+    if cls is None:
+        return Other(seq=seq, ts=ts, epoch=epoch, data={"type": kind, **data}, gap=gap)
+    return cls(seq=seq, ts=ts, epoch=epoch, data=data, gap=gap)
