@@ -16,6 +16,10 @@ switches here. Routes:
                            0.5}}``: leave requests unanswered, or answer them late
 ``POST /blast``            ``{"conId": 265598, "count": 100000}``: send N prebuilt ticks to
                            every market-data subscriber of conId as fast as sockets take them
+``POST /pace``             ``{"conIds": [...], "rate": 10000, "seconds": 5}``: send ticks at a
+                           steady rate round-robin over conIds, each a tickPrice plus a
+                           tickString (type 45) carrying the send time in nanoseconds
+``GET  /pace``             progress of the running (or last) paced send
 =========================  ================================================================
 
 Every answer is JSON; errors are ``{"error": "..."}`` with status 400 or 404.
@@ -117,6 +121,19 @@ def _blast(sim: Simulator, args: dict[str, Any]) -> Any:
     return blast(sim, int(args["conId"]), int(args.get("count", 100_000)))
 
 
+def _pace(sim: Simulator, args: dict[str, Any]) -> Any:
+    from twsbus.sim.h_market import pace
+
+    con_ids = [int(c) for c in args.get("conIds", [])]
+    return pace(sim, con_ids, float(args.get("rate", 1000)), float(args.get("seconds", 5)))
+
+
+def _pace_state(sim: Simulator, args: dict[str, Any]) -> Any:
+    from twsbus.sim.h_market import PACE_STATE
+
+    return dict(PACE_STATE.get(sim, {"running": False}))
+
+
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/state"): lambda sim, _: sim.state(),
     ("POST", "/reset"): lambda sim, _: sim.stats.reset(),
@@ -127,6 +144,8 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/config"): _config,
     ("POST", "/faults"): _faults,
     ("POST", "/blast"): _blast,
+    ("POST", "/pace"): _pace,
+    ("GET", "/pace"): _pace_state,
 }
 
 

@@ -501,3 +501,80 @@ async def _blast_one(s: ClientSession, sub: Subscription, q: Quote, tick: float,
         pass
     finally:
         sub.params["paused"] = False
+
+
+# ---- pace -------------------------------------------------------------------------------------
+
+#: The paced sender wakes this often and sends every tick that has come due since.
+PACE_STEP = 0.0005
+#: Progress of the running (or last) paced send, per simulator: GET /pace reads it.
+PACE_STATE: weakref.WeakKeyDictionary[Simulator, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def pace(sim: Simulator, con_ids: list[int], rate: float, seconds: float) -> dict[str, Any]:
+    """Send ``rate`` ticks a second for ``seconds``, round-robin over ``con_ids``, to every
+    market-data subscriber of each. A tick is a tickPrice (BID, alternating between two prices so
+    it always changes) followed by a LAST_TIMESTAMP tickString carrying the send time in integer
+    nanoseconds (``time.time_ns()``), so a receiver can compute its latency. The regular ticks of
+    those subscriptions are paused meanwhile (their LAST_TIMESTAMP is in seconds)."""
+    if rate <= 0 or seconds <= 0:
+        raise ValueError("rate and seconds must be positive")
+    targets: dict[int, list[tuple[ClientSession, Subscription, float, float]]] = {}
+    for con_id in con_ids:
+        inst = sim.universe.by_con_id.get(con_id)
+        if inst is None:
+            continue
+        q = sim.market.quote(con_id)
+        lo = _tick_round(q.bid, inst.min_tick)
+        hi = _tick_round(q.bid - inst.min_tick, inst.min_tick)
+        for s in sim.ready_sessions():
+            for sub in s.subs_of("mkt_data"):
+                if sub.con_id == con_id:
+                    sub.params["paused"] = True
+                    targets.setdefault(con_id, []).append((s, sub, lo, hi))
+    order = [c for c in con_ids if c in targets]
+    total = int(rate * seconds)
+    state: dict[str, Any] = {"running": bool(order), "rate": rate, "seconds": seconds,
+                             "conIds": len(order), "count": total if order else 0, "sent": 0,
+                             "frames": 0, "elapsed": 0.0, "late": 0}
+    PACE_STATE[sim] = state
+    if order:
+        sim.spawn(_pace_run(sim, order, targets, rate, total, state))
+    return dict(state)
+
+
+async def _pace_run(sim: Simulator, order: list[int],
+                    targets: dict[int, list[tuple[ClientSession, Subscription, float, float]]],
+                    rate: float, total: int, state: dict[str, Any]) -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    sent = frames = 0
+    n = len(order)
+    try:
+        while sent < total:
+            due = min(total, int((loop.time() - start) * rate) + 1)
+            if due - sent > rate * 0.05:  # more than 50 ms behind: we cannot keep the rate
+                state["late"] += 1
+            while sent < due:
+                con_id = order[sent % n]
+                odd = (sent // n) % 2
+                for s, sub, lo, hi in targets[con_id]:
+                    if s.state is not SessionState.READY:
+                        continue
+                    s.send(ToClient.TICK_PRICE, 6, sub.req_id, BID, hi if odd else lo,
+                           _size(s, 100 + sent % 9), 1)
+                    s.send(ToClient.TICK_STRING, 6, sub.req_id, LAST_TIMESTAMP,
+                           str(time.time_ns()))
+                    frames += 2
+                sent += 1
+            state["sent"], state["frames"] = sent, frames
+            state["elapsed"] = loop.time() - start
+            next_due = start + sent / rate
+            await asyncio.sleep(max(0.0, min(PACE_STEP, next_due - loop.time())))
+    finally:
+        state["sent"], state["frames"] = sent, frames
+        state["elapsed"] = loop.time() - start
+        state["running"] = False
+        for subs in targets.values():
+            for _s, sub, _lo, _hi in subs:
+                sub.params["paused"] = False

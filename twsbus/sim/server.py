@@ -52,6 +52,8 @@ class SimConfig(msgspec.Struct, kw_only=True):
     enforce_pacing: bool = True
     #: Send the farm-OK messages TWS sends after startApi.
     farm_messages_on_connect: bool = True
+    #: Synthetic stocks SYN0001.. (conIds 900_000_001..) added to the universe (benchmarks).
+    extra_instruments: int = 0
 
 
 class Faults(msgspec.Struct, kw_only=True):
@@ -92,7 +94,7 @@ class Simulator:
 
         load_all()
         self.config = config or SimConfig()
-        self.universe = Universe()
+        self.universe = Universe(extra=self.config.extra_instruments)
         self.market = Market(self.universe, self.config.seed)
         self.orders = OrderBook(self)
         self.accounts = Accounts(self)

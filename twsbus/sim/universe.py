@@ -156,10 +156,30 @@ def _options(under: Instrument, base_con_id: int) -> list[Instrument]:
     return out
 
 
+#: conId of the first synthetic stock (SYN0001); the n-th is SYNTHETIC_BASE + n.
+SYNTHETIC_BASE = 900_000_000
+
+
+def synthetic_stocks(count: int) -> list[Instrument]:
+    """``count`` made-up NASDAQ stocks SYN0001.. (conIds 900_000_001..), for tests and benchmarks
+    that need more distinct instruments than the real universe has (e.g. 1,000 live lines)."""
+    return [
+        Instrument(
+            con_id=SYNTHETIC_BASE + n, symbol=f"SYN{n:04d}", sec_type="STK", exchange="SMART",
+            primary_exchange="NASDAQ", currency="USD", local_symbol=f"SYN{n:04d}",
+            trading_class="NMS", long_name=f"SYNTHETIC STOCK {n}", price=20.0 + n % 400,
+            industry="Synthetic", category="Synthetic", subcategory="Synthetic",
+            stock_type="COMMON",
+        )
+        for n in range(1, count + 1)
+    ]
+
+
 class Universe:
     """Look-ups over the simulator's instruments."""
 
-    def __init__(self, instruments: Iterable[Instrument] | None = None) -> None:
+    def __init__(self, instruments: Iterable[Instrument] | None = None, *,
+                 extra: int = 0) -> None:
         if instruments is None:
             stocks = _stocks()
             by_sym = {s.symbol: s for s in stocks}
@@ -168,6 +188,8 @@ class Universe:
                 *_options(by_sym["AAPL"], 700_000_000),
                 *_options(by_sym["SPY"], 710_000_000),
             ]
+        if extra > 0:
+            instruments = [*instruments, *synthetic_stocks(extra)]
         self.instruments = list(instruments)
         self.by_con_id = {i.con_id: i for i in self.instruments}
 

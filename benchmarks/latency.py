@@ -1,0 +1,119 @@
+"""2. Latency: simulator send -> subscriber receive, at steady rates, next to raw NATS.
+
+The simulator's ``POST /pace`` sends ``rate`` ticks/s round-robin over 100 conIds (synthetic
+stocks), each tick a tickPrice plus a tickString (type 45) holding ``time.time_ns()`` at send.
+Four subscriber processes each hold a lease on all 100 conIds; each message they receive whose
+``lastTimestamp`` is a send time gives one sample (receive ns - send ns; same host clock). The
+floor is the same four subscriber processes' twins on ``bench.raw.<conId>`` fed by a raw nats-py
+publisher process (benchmarks.rawpub) at the same rate, same pacing, same message shape. Added
+latency = twsbus percentile - raw percentile. Each twsbus message also carries ``ts``, the
+daemon's receive time of its newest data, which splits the path: send -> daemon receive (the
+TWS socket and the decode) and daemon receive -> subscriber (publisher, NATS, the subscriber).
+"""
+
+from __future__ import annotations
+
+import array
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import Child, CpuMeter, Stack, stack, start_all, summary, syn
+
+
+def _load(path: Path) -> list[float]:
+    a = array.array("q")
+    with open(path, "rb") as fh:
+        a.frombytes(fh.read())
+    return [x / 1000 for x in a]  # us
+
+
+def _collect(subs: list[Child], tmp: Path, tag: str) -> tuple[list[float], list[int],
+                                                             list[float]]:
+    samples: list[float] = []
+    hops: list[float] = []
+    received = []
+    for i, s in enumerate(subs):
+        path = tmp / f"{tag}-{i}.bin"
+        s.send(f"report {path}")
+        r = s.expect("report", 30)
+        received.append(int(r["received"]))
+        samples += _load(path)
+        hops += _load(Path(f"{path}.hop"))
+    return samples, received, hops
+
+
+def _reset(subs: list[Child]) -> None:
+    for s in subs:
+        s.send("reset")
+    for s in subs:
+        s.expect("reset", 10)
+
+
+def twsbus_run(st: Stack, subs: list[Child], con_ids: list[int], rate: int, seconds: float,
+               tmp: Path) -> dict[str, Any]:
+    _reset(subs)
+    meter = CpuMeter({"daemon": st.daemon_pid, "sim": st.sim.pid, "nats": st.nats_pid}).start()
+    st.sim.control.post("/pace", conIds=con_ids, rate=rate, seconds=seconds)
+    state = st.sim.wait_pace(seconds + 60)
+    time.sleep(0.5)
+    meter.stop()
+    samples, received, hops = _collect(subs, tmp, f"tws-{rate}")
+    return {"rate": rate, "seconds": seconds, "sent": state.get("sent"),
+            "sim_late": state.get("late"), "pace_elapsed_s": state.get("elapsed"),
+            "received_per_sub": received, "lat_us": summary(samples),
+            "daemon_to_sub_us": summary(hops), "cpu_s": meter.cpu}
+
+
+def raw_run(st: Stack, subs: list[Child], con_ids: list[int], rate: int, seconds: float,
+            tmp: Path) -> dict[str, Any]:
+    _reset(subs)
+    pub = Child("rawpub", "--nats", st.url, "--conids", ",".join(map(str, con_ids)),
+                "--rate", str(rate), "--seconds", str(seconds), name="rawpub")
+    meter = CpuMeter({"publisher": pub.pid, "nats": st.nats_pid}).start()
+    done = pub.expect("done", seconds + 60)
+    time.sleep(0.5)
+    meter.stop()
+    pub.stop(2)
+    samples, received, _ = _collect(subs, tmp, f"raw-{rate}")
+    return {"rate": rate, "seconds": seconds, "sent": done["done"],
+            "pace_elapsed_s": done["elapsed"], "received_per_sub": received,
+            "lat_us": summary(samples), "cpu_s": meter.cpu}
+
+
+def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
+    n_con, n_subs = (5, 2) if tiny else (20, 4) if quick else (100, 4)
+    seconds = 0.3 if tiny else 1.0 if quick else 5.0
+    rates = [1000, 10000]
+    con_ids = syn(n_con)
+    csv = ",".join(map(str, con_ids))
+    out: dict[str, Any] = {"conIds": n_con, "subscribers": n_subs, "seconds": seconds,
+                           "rates": {}}
+    with stack() as st, tempfile.TemporaryDirectory(prefix="twsbus-bench-") as tmpdir:
+        tmp = Path(tmpdir)
+        subs = [st.child("subscriber", "--nats", st.url, "--conids", csv, name=f"sub{i}")
+                for i in range(n_subs)]
+        raw_subs = [st.child("subscriber", "--nats", st.url, "--conids", csv, "--raw",
+                             name=f"raw{i}") for i in range(n_subs)]
+        start_all(subs + raw_subs, timeout=180)
+        if not tiny:  # warm up both paths (first-message allocations, TCP windows)
+            twsbus_run(st, subs, con_ids, 1000, 0.5, tmp)
+            raw_run(st, raw_subs, con_ids, 1000, 0.5, tmp)
+        for rate in rates:
+            tw = twsbus_run(st, subs, con_ids, rate, seconds, tmp)
+            raw = raw_run(st, raw_subs, con_ids, rate, seconds, tmp)
+            added = {k: tw["lat_us"][k] - raw["lat_us"][k] for k in ("p50", "p99", "p99.9")}
+            out["rates"][str(rate)] = {"twsbus": tw, "raw": raw, "added_us": added}
+            print(f"  latency {rate:>6}/s  twsbus p50/p99/p99.9 "
+                  f"{tw['lat_us']['p50']:.0f}/{tw['lat_us']['p99']:.0f}/"
+                  f"{tw['lat_us']['p99.9']:.0f} us   raw {raw['lat_us']['p50']:.0f}/"
+                  f"{raw['lat_us']['p99']:.0f}/{raw['lat_us']['p99.9']:.0f} us", flush=True)
+    return out
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    print(json.dumps(run("--quick" in sys.argv), indent=1))
