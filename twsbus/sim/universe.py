@@ -9,7 +9,7 @@ instruments to exhaust a market-data-line budget with.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -222,6 +222,3 @@ class Universe:
 
     def options_of(self, under_con_id: int) -> list[Instrument]:
         return [i for i in self.instruments if i.is_option and i.under_con_id == under_con_id]
-
-    def with_price(self, inst: Instrument, price: float) -> Instrument:
-        return replace(inst, price=price)
