@@ -9,6 +9,7 @@ its HTTP control endpoint and reads /proc.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -37,6 +38,21 @@ PAGE = os.sysconf("SC_PAGE_SIZE")
 #: Synthetic stocks the benchmark simulator adds (SYN0001.. = 900_000_001..).
 EXTRA_INSTRUMENTS = 1200
 AAPL = 265598
+
+
+def stdin_commands() -> asyncio.Queue[str]:
+    """Lines from stdin as a queue on the running loop (the parent steers a child this way);
+    "quit" when stdin closes."""
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[str] = asyncio.Queue()
+
+    def read_stdin() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(commands.put_nowait, line.strip())
+        loop.call_soon_threadsafe(commands.put_nowait, "quit")
+
+    threading.Thread(target=read_stdin, daemon=True).start()
+    return commands
 
 
 def syn(n: int) -> list[int]:

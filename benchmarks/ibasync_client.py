@@ -21,6 +21,8 @@ import threading
 import time
 from typing import Any
 
+from benchmarks.common import stdin_commands
+
 
 def emit(**fields: object) -> None:
     sys.stdout.write(json.dumps(fields) + "\n")
@@ -66,15 +68,7 @@ async def main() -> None:
         return
     emit(ready=True, version=ib.client.serverVersion(), bid=ticker.bid)
 
-    loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[str] = asyncio.Queue()
-
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(commands.put_nowait, line.strip())
-        loop.call_soon_threadsafe(commands.put_nowait, "quit")
-
-    threading.Thread(target=read_stdin, daemon=True).start()
+    commands = stdin_commands()
 
     def progress() -> None:
         while True:

@@ -21,11 +21,12 @@ import array
 import asyncio
 import json
 import sys
-import threading
 import time
 
 import msgspec
 import nats
+
+from benchmarks.common import stdin_commands
 
 _decode = msgspec.json.Decoder().decode
 
@@ -104,15 +105,7 @@ async def main() -> None:
     emit(ready=len(con_ids), subscribe_us=subscribe_us, errors=errors[:5],
          error_count=len(errors))
 
-    loop = asyncio.get_running_loop()
-    commands: asyncio.Queue[str] = asyncio.Queue()
-
-    def read_stdin() -> None:
-        for line in sys.stdin:
-            loop.call_soon_threadsafe(commands.put_nowait, line.strip())
-        loop.call_soon_threadsafe(commands.put_nowait, "quit")
-
-    threading.Thread(target=read_stdin, daemon=True).start()
+    commands = stdin_commands()
 
     async def progress() -> None:
         last = -1

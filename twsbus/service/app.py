@@ -22,7 +22,7 @@ from nats.micro import add_service
 from nats.micro.service import EndpointConfig, Service, ServiceConfig
 
 from twsbus.config import Config
-from twsbus.errors import BadRequest, NotConnected, is_connection_level
+from twsbus.errors import NotConnected, is_connection_level
 from twsbus.messages import (
     Budget,
     LeasesReply,
@@ -34,6 +34,7 @@ from twsbus.messages import (
     TwsErrorEvent,
     TwsState,
 )
+from twsbus.service import bodies
 from twsbus.service.endpoints import Requests
 from twsbus.service.leases import LeaseRegistry
 from twsbus.service.publisher import Publisher
@@ -195,15 +196,16 @@ class Daemon:
         return work
 
     async def _renew(self, body: bytes) -> LeasesReply:
-        renewed, unknown = self.leases.renew(_decode(LeasesRequest, body).leases)
+        request = bodies.decode(body, LeasesRequest, "lease.renew")
+        renewed, unknown = self.leases.renew(request.leases)
         return LeasesReply(renewed=renewed, unknown=unknown)
 
     async def _unsubscribe(self, body: bytes) -> LeasesReply:
-        released, unknown = self.leases.release(_decode(LeasesRequest, body).leases)
+        released, unknown = self.leases.release(bodies.decode(body, LeasesRequest, "unsub").leases)
         return LeasesReply(released=released, unknown=unknown)
 
     async def _snapshot(self, body: bytes) -> dict[str, Any]:
-        return self.leases.snapshot(_decode(SnapshotRequest, body).subject)
+        return self.leases.snapshot(bodies.decode(body, SnapshotRequest, "snapshot").subject)
 
     async def _watch(self) -> None:
         """Start the config's watchlist once TWS is ready (and again never: held streams are
@@ -323,13 +325,6 @@ class Daemon:
                 await asyncio.wait_for(self._status_changed.wait(), self.config.status_interval)
             except TimeoutError:
                 pass
-
-
-def _decode(tp: Any, body: bytes) -> Any:
-    try:
-        return msgspec.json.decode(body.strip() or b"{}", type=tp)
-    except (msgspec.ValidationError, msgspec.DecodeError) as exc:
-        raise BadRequest(str(exc)) from None
 
 
 def _consume(task: asyncio.Task[Any]) -> None:

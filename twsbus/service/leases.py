@@ -32,6 +32,7 @@ from twsbus.errors import (
     is_informational,
 )
 from twsbus.messages import Contract
+from twsbus.service import bodies
 from twsbus.service.publisher import Publisher
 from twsbus.service.router import Router
 from twsbus.service.streams import KINDS, Health, Kind, Stream, StreamState
@@ -145,7 +146,7 @@ class LeaseRegistry:
         if kind is None:
             raise NotFound(f"unknown subscription kind {kind_name!r}; kinds: "
                            f"{', '.join(self.kinds)}")
-        request = _decode(self.request_types[kind_name], body, kind_name)
+        request: Any = bodies.decode(body, self.request_types[kind_name], f"sub.{kind_name}")
         ttl = float(request.ttl if request.ttl is not None else self.ttl)
         if not 0 < ttl <= self.ttl_max:
             raise BadRequest(f"ttl must be in (0, {self.ttl_max:g}] seconds")
@@ -439,19 +440,6 @@ def _request_type(kind: Kind) -> type[msgspec.Struct]:
     fields.append(("ttl", float | None, None))
     return msgspec.defstruct(f"{kind.name.title()}Subscribe", fields, kw_only=True,
                              forbid_unknown_fields=True)
-
-
-def _decode(tp: type[msgspec.Struct], body: bytes, what: str) -> Any:
-    try:
-        raw = msgspec.json.decode(body.strip() or b"{}")
-    except msgspec.DecodeError as exc:
-        raise BadRequest(f"sub.{what}: body is not valid JSON ({exc})") from None
-    if not isinstance(raw, dict):
-        raise BadRequest(f"sub.{what}: body must be a JSON object")
-    try:
-        return msgspec.convert(raw, tp)
-    except msgspec.ValidationError as exc:
-        raise BadRequest(f"sub.{what}: {exc}") from None
 
 
 def _token(value: Any) -> str:

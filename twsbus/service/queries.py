@@ -28,6 +28,7 @@ from twsbus.errors import (
     is_informational,
 )
 from twsbus.messages import Contract
+from twsbus.service import bodies
 from twsbus.service.router import Router
 from twsbus.subjects import CallSpec, Pattern, QuerySpec, Surface
 from twsbus.tws.callbacks import Event
@@ -176,19 +177,10 @@ class QueryExecutor:
         spec = self.surface.queries.get(op)
         if spec is None:
             raise NotFound(f"unknown query {op!r}")
-        try:
-            raw = msgspec.json.decode(body.strip() or b"{}")
-        except msgspec.DecodeError as exc:
-            raise BadRequest(f"{op}: body is not valid JSON ({exc})") from None
-        if not isinstance(raw, dict):
-            raise BadRequest(f"{op}: body must be a JSON object")
+        raw = bodies.parse(body, op)
         if spec.takes_contract and "contract" not in raw:
             raw = _lift_contract(raw)
-        try:
-            request = msgspec.convert(raw, spec.request_type)
-        except msgspec.ValidationError as exc:
-            raise BadRequest(f"{op}: {exc}") from None
-        return spec, request
+        return spec, bodies.convert(raw, spec.request_type, op)
 
     async def execute(self, op: str, body: bytes) -> Any:
         spec, request = self.decode(op, body)
