@@ -253,9 +253,8 @@ class Stack:
 
     @property
     def nats_pid(self) -> int:
-        proc = self.nats._proc
-        assert proc is not None
-        return proc.pid
+        assert self.nats.pid is not None
+        return self.nats.pid
 
     def child(self, module: str, *args: str, name: str | None = None) -> Child:
         c = Child(module, *args, name=name)

@@ -9,6 +9,10 @@ publisher process (benchmarks.rawpub) at the same rate, same pacing, same messag
 latency = twsbus percentile - raw percentile. Each twsbus message also carries ``ts``, the
 daemon's receive time of its newest data, which splits the path: send -> daemon receive (the
 TWS socket and the decode) and daemon receive -> subscriber (publisher, NATS, the subscriber).
+
+The two paths take turns in short rounds (twsbus then raw, raw then twsbus, ...) and each path's
+samples are pooled over its rounds, so a shift in what else the shared machine is doing lands
+on both; ``added_p50_by_round`` shows the spread.
 """
 
 from __future__ import annotations
@@ -52,22 +56,20 @@ def _reset(subs: list[Child]) -> None:
 
 
 def twsbus_run(st: Stack, subs: list[Child], con_ids: list[int], rate: int, seconds: float,
-               tmp: Path) -> dict[str, Any]:
+               tmp: Path, tag: str) -> dict[str, Any]:
     _reset(subs)
     meter = CpuMeter({"daemon": st.daemon_pid, "sim": st.sim.pid, "nats": st.nats_pid}).start()
     st.sim.control.post("/pace", conIds=con_ids, rate=rate, seconds=seconds)
     state = st.sim.wait_pace(seconds + 60)
     time.sleep(0.5)
     meter.stop()
-    samples, received, hops = _collect(subs, tmp, f"tws-{rate}")
-    return {"rate": rate, "seconds": seconds, "sent": state.get("sent"),
-            "sim_late": state.get("late"), "pace_elapsed_s": state.get("elapsed"),
-            "received_per_sub": received, "lat_us": summary(samples),
-            "daemon_to_sub_us": summary(hops), "cpu_s": meter.cpu}
+    samples, received, hops = _collect(subs, tmp, tag)
+    return {"sent": state.get("sent"), "late": state.get("late"), "received": received,
+            "samples": samples, "hops": hops, "cpu_s": meter.cpu}
 
 
 def raw_run(st: Stack, subs: list[Child], con_ids: list[int], rate: int, seconds: float,
-            tmp: Path) -> dict[str, Any]:
+            tmp: Path, tag: str) -> dict[str, Any]:
     _reset(subs)
     pub = Child("rawpub", "--nats", st.url, "--conids", ",".join(map(str, con_ids)),
                 "--rate", str(rate), "--seconds", str(seconds), name="rawpub")
@@ -76,20 +78,36 @@ def raw_run(st: Stack, subs: list[Child], con_ids: list[int], rate: int, seconds
     time.sleep(0.5)
     meter.stop()
     pub.stop(2)
-    samples, received, _ = _collect(subs, tmp, f"raw-{rate}")
-    return {"rate": rate, "seconds": seconds, "sent": done["done"],
-            "pace_elapsed_s": done["elapsed"], "received_per_sub": received,
-            "lat_us": summary(samples), "cpu_s": meter.cpu}
+    samples, received, _ = _collect(subs, tmp, tag)
+    return {"sent": done["done"], "late": 0, "received": received, "samples": samples,
+            "cpu_s": meter.cpu}
+
+
+def _pool(runs: list[dict[str, Any]], rate: int, seconds: float) -> dict[str, Any]:
+    """One path's rounds as one result: samples pooled, counts and CPU summed."""
+    cpu: dict[str, float] = {}
+    for r in runs:
+        for k, v in r["cpu_s"].items():
+            cpu[k] = cpu.get(k, 0.0) + v
+    out: dict[str, Any] = {
+        "rate": rate, "seconds": seconds, "rounds": len(runs),
+        "sent": sum(r["sent"] or 0 for r in runs), "late": sum(r["late"] or 0 for r in runs),
+        "received_per_sub": [sum(col) for col in zip(*(r["received"] for r in runs), strict=True)],
+        "lat_us": summary([x for r in runs for x in r["samples"]]), "cpu_s": cpu}
+    if "hops" in runs[0]:
+        out["daemon_to_sub_us"] = summary([x for r in runs for x in r["hops"]])
+    return out
 
 
 def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
     n_con, n_subs = (5, 2) if tiny else (20, 4) if quick else (100, 4)
     seconds = 0.3 if tiny else 1.0 if quick else 5.0
+    rounds = 1 if tiny else 2 if quick else 5
     rates = [1000, 10000]
     con_ids = syn(n_con)
     csv = ",".join(map(str, con_ids))
     out: dict[str, Any] = {"conIds": n_con, "subscribers": n_subs, "seconds": seconds,
-                           "rates": {}}
+                           "rounds": rounds, "rates": {}}
     with stack() as st, tempfile.TemporaryDirectory(prefix="twsbus-bench-") as tmpdir:
         tmp = Path(tmpdir)
         subs = [st.child("subscriber", "--nats", st.url, "--conids", csv, name=f"sub{i}")
@@ -98,17 +116,31 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
                              name=f"raw{i}") for i in range(n_subs)]
         start_all(subs + raw_subs, timeout=180)
         if not tiny:  # warm up both paths (first-message allocations, TCP windows)
-            twsbus_run(st, subs, con_ids, 1000, 0.5, tmp)
-            raw_run(st, raw_subs, con_ids, 1000, 0.5, tmp)
+            twsbus_run(st, subs, con_ids, 1000, 0.5, tmp, "warm")
+            raw_run(st, raw_subs, con_ids, 1000, 0.5, tmp, "warm")
         for rate in rates:
-            tw = twsbus_run(st, subs, con_ids, rate, seconds, tmp)
-            raw = raw_run(st, raw_subs, con_ids, rate, seconds, tmp)
+            tw_runs: list[dict[str, Any]] = []
+            raw_runs: list[dict[str, Any]] = []
+            for i in range(rounds):
+                tag, block = f"{rate}-{i}", seconds / rounds
+                for path in ("twsbus", "raw") if i % 2 == 0 else ("raw", "twsbus"):
+                    if path == "twsbus":
+                        tw_runs.append(twsbus_run(st, subs, con_ids, rate, block, tmp,
+                                                  f"tws-{tag}"))
+                    else:
+                        raw_runs.append(raw_run(st, raw_subs, con_ids, rate, block, tmp,
+                                                f"raw-{tag}"))
+            tw, raw = _pool(tw_runs, rate, seconds), _pool(raw_runs, rate, seconds)
             added = {k: tw["lat_us"][k] - raw["lat_us"][k] for k in ("p50", "p99", "p99.9")}
-            out["rates"][str(rate)] = {"twsbus": tw, "raw": raw, "added_us": added}
+            by_round = [summary(t["samples"])["p50"] - summary(r["samples"])["p50"]
+                        for t, r in zip(tw_runs, raw_runs, strict=True)]
+            out["rates"][str(rate)] = {"twsbus": tw, "raw": raw, "added_us": added,
+                                       "added_p50_by_round": by_round}
             print(f"  latency {rate:>6}/s  twsbus p50/p99/p99.9 "
                   f"{tw['lat_us']['p50']:.0f}/{tw['lat_us']['p99']:.0f}/"
                   f"{tw['lat_us']['p99.9']:.0f} us   raw {raw['lat_us']['p50']:.0f}/"
-                  f"{raw['lat_us']['p99']:.0f}/{raw['lat_us']['p99.9']:.0f} us", flush=True)
+                  f"{raw['lat_us']['p99']:.0f}/{raw['lat_us']['p99.9']:.0f} us   added p50 "
+                  f"by round {' '.join(f'{x:.0f}' for x in by_round)}", flush=True)
     return out
 
 

@@ -80,6 +80,10 @@ class NatsServer:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc is not None else None
+
     def start(self) -> NatsServer:
         args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
         if self.max_payload:

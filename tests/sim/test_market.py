@@ -434,6 +434,29 @@ def test_blast_delivers_exactly_n_ticks_then_the_end_marker(
     assert sim.control.post("/blast", conId=ES, count=5) == {"sessions": 0, "count": 5}
 
 
+def test_pace_sends_rate_ticks_each_a_price_and_its_send_time_in_nanoseconds(
+    sim: SimulatorThread, ib: IBClient
+) -> None:
+    sim.control.post("/config", tick_interval=60.0)
+    ib.reqMktData(72, by_id(AAPL), "", False, False, [])
+    ib.reqMktData(73, by_id(ES), "", False, False, [])
+    ib.rec.wait_for("tickString", lambda a: a[0] == 73 and a[1] == 45)
+    ib.rec.clear()
+    started = time.time_ns()
+    state = sim.control.post("/pace", conIds=[AAPL, ES], rate=2000, seconds=0.5)
+    assert state["count"] == 1000 and state["conIds"] == 2
+    wait_until(lambda: not sim.control.call("GET", "/pace")["running"], timeout=10)
+    wait_until(lambda: sum(len(ticks(ib, r, "tickString")) for r in (72, 73)) == 1000)
+    for req_id in (72, 73):  # round-robin: 500 each, BID alternating between two grid prices
+        prices = ticks(ib, req_id)
+        stamps = [int(a[2]) for a in ticks(ib, req_id, "tickString") if a[1] == 45]
+        assert len(prices) == len(stamps) == 500
+        assert {a[1] for a in prices} == {1} and len({a[2] for a in prices}) == 2
+        assert all(on_grid(a[2], 0.25 if req_id == 73 else 0.01) for a in prices)
+        assert stamps == sorted(stamps) and started < stamps[0] and stamps[-1] < time.time_ns()
+    assert sim.control.call("GET", "/pace")["frames"] == 2000
+
+
 # ---- layouts across server versions -------------------------------------------------------------
 
 

@@ -37,6 +37,7 @@ from twsbus.messages import (
 from twsbus.service import bodies
 from twsbus.service.endpoints import Requests
 from twsbus.service.leases import LeaseRegistry
+from twsbus.service.natsout import NatsOut
 from twsbus.service.publisher import Publisher
 from twsbus.service.queries import QueryExecutor
 from twsbus.service.resolver import ContractResolver
@@ -88,12 +89,11 @@ class Daemon:
         self.nc = await self._connect_nats()
         try:
             async with asyncio.TaskGroup() as tg:
-                self.publisher.attach(self.nc.publish)
+                self.publisher.attach(NatsOut(self.nc))
                 tg.create_task(self.session.run(), name="tws-session")
                 self.service = await self._start_service()
                 background = [
                     tg.create_task(self._publish_status_forever(), name="status"),
-                    tg.create_task(self.publisher.run(), name="publisher"),
                     tg.create_task(self.leases.run(), name="leases"),
                 ]
                 if self.config.watchlist:
@@ -119,7 +119,7 @@ class Daemon:
         await self.requests.drain(timeout=5.0)  # answer or fail those in flight
         self.queries.fail_all(NotConnected("twsbus is shutting down"))
         self.leases.close_all("twsbus is shutting down")  # cancels TWS subscriptions
-        await self.publisher.flush()
+        self.publisher.flush()
         await asyncio.sleep(0.1)  # let the paced sender write the cancels
         await self.session.close()
         await self._publish_status()

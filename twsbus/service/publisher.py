@@ -1,11 +1,13 @@
-"""Publishing data subjects: sequence numbers, conflation, bounded buffers, one flusher task.
+"""Publishing data subjects: sequence numbers, conflation, bounded buffers, one flush per turn.
 
-Data messages arrive from TWS on the reader's path, which must never wait for NATS. So ``offer``
-only records: into a per-subject ``Outbox`` that either merges fields (latest-value-wins, for
+Data messages arrive from TWS on the reader's path, which must never wait for NATS. So producers
+only record: into a per-subject ``Outbox`` that either merges fields (latest-value-wins, for
 tick fields: a field that changed twice before a flush is sent once, with its last value) or
-queues whole messages up to a bound (dropping the oldest, counted). One task, ``run``, drains the
-outboxes to NATS whenever signalled. ``seq`` is stamped at flush time, per subject, so conflation
-never leaves gaps; ``ts`` is the daemon's receive time of the newest data in the message.
+queues whole messages up to a bound (dropping the oldest, counted). The first record after a flush
+schedules one ``flush`` for the next turn of the event loop, so everything one TWS read produced
+goes out together, before the loop reads again, in one socket write (``NatsOut``). ``seq`` is
+stamped at flush time, per subject, so conflation never leaves gaps; ``ts`` is the daemon's
+receive time of the newest data in the message.
 """
 
 from __future__ import annotations
@@ -14,14 +16,19 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 log = logging.getLogger("twsbus.publisher")
 
-Publish = Callable[[str, bytes], Awaitable[None]]
+
+class Out(Protocol):
+    """Where flushed messages go (``NatsOut`` in the daemon)."""
+
+    def publish(self, subject: str, payload: bytes) -> None: ...
+
+    def flush(self) -> None: ...
 
 _encode = msgspec.json.Encoder().encode
 
@@ -57,8 +64,8 @@ class Publisher:
         self.bound = bound
         self._outboxes: dict[str, Outbox] = {}
         self._dirty: dict[str, Outbox] = {}
-        self._wakeup = asyncio.Event()
-        self._publish: Publish | None = None
+        self._scheduled = False
+        self._out: Out | None = None
         self.published = 0
         self.failed = 0
         self.peak_dirty = 0
@@ -98,7 +105,7 @@ class Publisher:
     def _mark(self, box: Outbox) -> None:
         if box.subject not in self._dirty:
             self._dirty[box.subject] = box
-            self._wakeup.set()
+            self.flush_soon()
 
     def _take_merged(self, box: Outbox) -> dict[str, Any]:
         message = {"type": box.type_name, "ts": box.merged_ts, **box.merged}
@@ -108,24 +115,25 @@ class Publisher:
     def dropped(self) -> int:
         return sum(box.dropped for box in self._outboxes.values())
 
-    # ---- the flusher ------------------------------------------------------------------------
+    # ---- the flush -------------------------------------------------------------------------
 
-    def attach(self, publish: Publish) -> None:
-        self._publish = publish
+    def attach(self, out: Out) -> None:
+        self._out = out
+        self.flush_soon()
 
     def flush_soon(self) -> None:
-        if self._dirty:
-            self._wakeup.set()
+        """Flush on the loop's next turn (once, however many records come before it)."""
+        if self._dirty and not self._scheduled and self._out is not None:
+            self._scheduled = True
+            asyncio.get_running_loop().call_soon(self._scheduled_flush)
 
-    async def run(self) -> None:
-        while True:
-            await self._wakeup.wait()
-            self._wakeup.clear()
-            await self.flush()
+    def _scheduled_flush(self) -> None:
+        self._scheduled = False
+        self.flush()
 
-    async def flush(self) -> None:
-        publish = self._publish
-        if publish is None or not self._dirty:
+    def flush(self) -> None:
+        out = self._out
+        if out is None or not self._dirty:
             return
         dirty, self._dirty = self._dirty, {}
         self.peak_dirty = max(self.peak_dirty, len(dirty))
@@ -139,9 +147,10 @@ class Publisher:
                 message["seq"] = box.seq
                 message["epoch"] = self.epoch
                 try:
-                    await publish(box.subject, _encode(message))
+                    out.publish(box.subject, _encode(message))
                     self.published += 1
-                except Exception as exc:  # NATS down and its buffer full: counted, not raised
+                except Exception as exc:  # NATS away and its buffer full: counted, not raised
                     self.failed += 1
                     box.dropped += 1
                     log.debug("publish to %s failed: %r", box.subject, exc)
+        out.flush()
