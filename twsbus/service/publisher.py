@@ -91,7 +91,15 @@ class Publisher:
         """Latest-value-wins update of a conflating subject."""
         box.merged.update(fields)
         box.merged_ts = time.time_ns()
-        self._mark(box)
+        if box.subject not in self._dirty:
+            self._mark(box)
+
+    def merge_field(self, box: Outbox, field: str, value: Any) -> None:
+        """``merge`` of one field: the tick path's call."""
+        box.merged[field] = value
+        box.merged_ts = time.time_ns()
+        if box.subject not in self._dirty:
+            self._mark(box)
 
     def offer(self, box: Outbox, message: dict[str, Any]) -> None:
         """Queue one whole message (bars, depth rows, status...)."""

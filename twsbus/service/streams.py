@@ -179,9 +179,10 @@ class Ticks(Kind):
     def on_event(self, stream: Stream, event: Event) -> None:
         data = event.data
         name = event.name
-        if name in ("tickPrice", "tickSize", "tickString", "tickGeneric"):
-            value = data.get("price", data.get("size", data.get("value")))
+        value_key = _TICK_VALUE.get(name)
+        if value_key is not None:
             field = data["field"]
+            value = data[value_key]
         elif name == "tickOptionComputation":
             field = _option_field(data["tickType"])
             value = {k: v for k, v in data.items() if k not in ("tickType",)}
@@ -193,7 +194,12 @@ class Ticks(Kind):
         else:
             return
         stream.image[field] = value
-        self.publisher.merge(stream.box, {field: value})
+        self.publisher.merge_field(stream.box, field, value)
+
+
+#: The tick callbacks, and the key of their value in the event's data.
+_TICK_VALUE = {"tickPrice": "price", "tickSize": "size", "tickString": "value",
+               "tickGeneric": "value"}
 
 
 def _tick_order(tick: str) -> tuple[int, str]:

@@ -109,7 +109,7 @@ class TwsSession:
         self._next_id = 1
         self._ready = asyncio.Event()
         self._lost: asyncio.Event = asyncio.Event()
-        self._last_rx = time.monotonic()
+        self._version = 0  # server_version, as a plain int for the frame path
         self._closing = False
 
     def __repr__(self) -> str:
@@ -202,7 +202,8 @@ class TwsSession:
             version, conn_time = await protocol.handshake(server_versions.MIN_CLIENT_VER,
                                                           max_version)
             self._start_client(version, conn_time)
-            protocol.on_frame = self._on_frame
+            protocol.on_frame = (self._on_protobuf_frame if version >= PROTOBUF_FROM
+                                 else self._on_text_frame)
             self.sender.attach(protocol.write)
             self.client.startApi()
             await self._ready.wait()
@@ -221,20 +222,21 @@ class TwsSession:
         client.decoder = Decoder(self.wrapper, version)
         client.setConnState(EClient.CONNECTED)
         self.server_version = version
-        self._last_rx = time.monotonic()
+        self._version = version
 
     async def _serve(self) -> None:
         """Wait for the link to die, probing it when it has been quiet."""
         cfg = self.config
+        assert self.protocol is not None
         while not self._lost.is_set():
-            quiet = time.monotonic() - self._last_rx
+            quiet = time.monotonic() - self.protocol.last_rx
             if quiet < cfg.probe_interval:
                 await _wait(self._lost, cfg.probe_interval - quiet)
                 continue
             probe_sent = time.monotonic()
             self.client.reqCurrentTime()
             await _wait(self._lost, cfg.probe_timeout)
-            if not self._lost.is_set() and self._last_rx < probe_sent:
+            if not self._lost.is_set() and self.protocol.last_rx < probe_sent:
                 self.last_error = f"no answer to a probe within {cfg.probe_timeout}s"
                 log.warning("TWS: %s; treating the link as dead", self.last_error)
                 self.drop()
@@ -264,29 +266,36 @@ class TwsSession:
 
     # ---- inbound --------------------------------------------------------------------------
 
-    def _on_frame(self, frame: bytes) -> None:
-        self._last_rx = time.monotonic()
-        decoder = self.client.decoder
+    def _on_text_frame(self, frame: bytes) -> None:
+        """Before server version 201 every message is NUL-separated text."""
+        fields = frame.split(b"\0")[:-1]
         try:
-            if self.server_version is not None and self.server_version >= PROTOBUF_FROM:
-                msg_id = int.from_bytes(frame[:4], "big")
-                body = frame[4:]
-                if msg_id > PROTOBUF_MSG_ID:
-                    decoder.processProtoBuf(body, msg_id - PROTOBUF_MSG_ID)
-                    return
-                decoder.interpret(tuple(body.split(b"\0")[:-1]), msg_id)
-                return
-            fields = frame.split(b"\0")[:-1]
-            if decode_fast(fields, self.sink, self.server_version or 0):
+            if decode_fast(fields, self.sink, self._version):
                 return
             if _INTERPRET_TAKES_MSG_ID:
-                decoder.interpret(tuple(fields[1:]), int(fields[0]))
+                self.client.decoder.interpret(tuple(fields[1:]), int(fields[0]))
             else:
-                decoder.interpret(tuple(fields))
+                self.client.decoder.interpret(tuple(fields))
         except Exception:
-            # One undecodable message must not kill the session: count it and go on.
-            self.decode_errors += 1
-            log.exception("TWS: could not decode %r", frame[:200])
+            self._undecodable(frame)
+
+    def _on_protobuf_frame(self, frame: bytes) -> None:
+        """From server version 201: a binary message id, then protobuf or text."""
+        decoder = self.client.decoder
+        try:
+            msg_id = int.from_bytes(frame[:4], "big")
+            body = frame[4:]
+            if msg_id > PROTOBUF_MSG_ID:
+                decoder.processProtoBuf(body, msg_id - PROTOBUF_MSG_ID)
+            else:
+                decoder.interpret(tuple(body.split(b"\0")[:-1]), msg_id)
+        except Exception:
+            self._undecodable(frame)
+
+    def _undecodable(self, frame: bytes) -> None:
+        # One undecodable message must not kill the session: count it and go on.
+        self.decode_errors += 1
+        log.exception("TWS: could not decode %r", frame[:200])
 
     def _on_event(self, event: Event) -> None:
         name = event.name

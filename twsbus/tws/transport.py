@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import time
 from collections.abc import Callable
 
 _LEN = struct.Struct("!I")
@@ -29,12 +30,14 @@ class TwsProtocol(asyncio.Protocol):
         self._first: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
         self.frames = 0
         self.bytes = 0
+        self.last_rx = time.monotonic()  # when bytes last came in (the session probes if quiet)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
         self.transport = transport
 
     def data_received(self, data: bytes) -> None:
+        self.last_rx = time.monotonic()
         buf = self._buf
         buf += data
         self.bytes += len(data)
