@@ -177,10 +177,16 @@ def render(results: dict[str, Any]) -> str:
             a = r["added_us"]
             rows.append([_fmt(int(rate)), "**added by twsbus**", _fmt(a["p50"]), _fmt(a["p99"]),
                          _fmt(a["p99.9"]), "", "", ""])
+        rounds = lat.get("rounds", 1)
         parts += ["", f"### 2. Latency (send -> subscriber callback, us; {lat['conIds']} conIds, "
-                  f"{lat['subscribers']} subscriber processes, {lat['seconds']:g} s per rate)", "",
+                  f"{lat['subscribers']} subscriber processes, {lat['seconds']:g} s per rate and "
+                  f"path, in {rounds} alternating rounds)", "",
                   _table(["ticks/s", "path", "p50", "p99", "p99.9", "max", "samples", "sent"],
                          rows)]
+        spread = [f"{int(rate):,}/s: " + ", ".join(f"{x:.0f}" for x in r["added_p50_by_round"])
+                  for rate, r in lat["rates"].items() if r.get("added_p50_by_round")]
+        if spread:
+            parts += ["", "Added p50 round by round (us): " + "; ".join(spread) + "."]
     fo = results.get("fanout")
     if fo and "runs" in fo:
         rows = [[r["subscribers"], _fmt(r["ticks"]), _fmt(r["daemon_us_per_tick"], 1),
