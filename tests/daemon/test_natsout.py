@@ -1,6 +1,6 @@
-"""NatsOut and the Publisher's flush, against a real nats-server: messages go out on the turn of
-the loop that produced them, in order, and nats-py's buffering rules hold when NATS is away or
-backed up (nothing dropped without being counted)."""
+"""NatsOut and the Publisher's flush, against a real nats-server: a flush goes out in one socket
+write, on the loop turn after the records that made it, in order; nats-py's buffering rules hold
+when NATS is away or backed up (nothing dropped without being counted)."""
 
 from __future__ import annotations
 

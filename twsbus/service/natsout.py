@@ -1,12 +1,12 @@
-"""Data subjects out to NATS on the same turn of the event loop that produced them.
+"""Data subjects out to NATS in one socket write per flush, without waiting for another task.
 
 nats-py's ``publish`` is a coroutine: it frames a PUB, appends it to the client's pending buffer
 and wakes the client's flusher task, which writes the buffer to the socket on a later turn of the
-loop. For the tick path that is two more turns per TWS read (a publisher task, then nats-py's
-flusher), and under load each turn waits behind whatever else is ready: measured at 10k ticks/s,
-they added about 100 us at p50 (BENCHMARKS.md, "Latency"). ``NatsOut`` frames and buffers the
-same way, synchronously, and ``flush`` writes the buffer to the socket at once, keeping nats-py's
-own rules:
+loop. For the tick path that was two more turns per TWS read (a publisher task, then nats-py's
+flusher), and under load each turn waits behind whatever else is ready: at 10k ticks/s, taking
+them out moved the latency twsbus adds at p50 from +245-258 us to +110-197 us (BENCHMARKS.md,
+"Latency"). ``NatsOut`` frames and buffers the same way, synchronously, and ``flush`` writes the
+buffer to the socket at once, keeping nats-py's own rules:
 
 - while NATS is away, messages wait in nats-py's pending buffer, which nats-py writes after it
   reconnects, up to its ``pending_size``; past that ``publish`` raises ``OutboundBufferLimitError``

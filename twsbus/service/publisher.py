@@ -91,8 +91,7 @@ class Publisher:
         """Latest-value-wins update of a conflating subject."""
         box.merged.update(fields)
         box.merged_ts = time.time_ns()
-        if box.subject not in self._dirty:
-            self._mark(box)
+        self._mark(box)
 
     def merge_field(self, box: Outbox, field: str, value: Any) -> None:
         """``merge`` of one field: the tick path's call."""
