@@ -18,6 +18,7 @@ import nats
 import pytest
 from nats.aio.client import Client
 from natsreq import ask
+from waiting import wait_until
 
 from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
 
@@ -66,13 +67,6 @@ async def subscribe(nc: Client, kind: str, body: dict[str, Any]) -> Any:
     msg = await nc.request(f"tws.sub.{kind}", json.dumps(body).encode(), timeout=10)
     code = int((msg.headers or {}).get("Nats-Service-Error-Code", 0))
     return code, json.loads(msg.data)
-
-
-async def wait_until(predicate: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
 
 
 def start_subscriber(env: Env, contract: dict[str, Any], ttl: float = 2.0) -> subprocess.Popen:

@@ -14,6 +14,7 @@ import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import MaxPayloadError, OutboundBufferLimitError
+from waiting import wait_until
 
 from twsbus.service.natsout import NatsOut
 from twsbus.service.publisher import Publisher
@@ -55,13 +56,6 @@ async def collect(url: str, subject: str, pub: Client) -> tuple[Client, list[byt
     return nc, got
 
 
-async def until(predicate: object, timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.01)
-
-
 async def test_flush_writes_the_batch_to_the_socket_without_yielding(
         server: NatsServer, pub: Client) -> None:
     sub, got = await collect(server.url, "t.>", pub)
@@ -71,7 +65,7 @@ async def test_flush_writes_the_batch_to_the_socket_without_yielding(
         out.publish(f"t.{i % 3}", b"%d" % i)
     out.flush()  # no await between the publishes and the socket write
     assert pub._pending == [] and out.direct_writes == 1
-    await until(lambda: len(got) == 100)
+    await wait_until(lambda: len(got) == 100)
     assert got == [b"%d" % i for i in range(100)]
     assert pub.stats["out_msgs"] - before == 100
     await sub.close()
@@ -88,7 +82,7 @@ async def test_while_nats_is_away_messages_wait_until_the_buffer_is_full_then_ar
         server: NatsServer, pub: Client) -> None:
     out = NatsOut(pub)
     server.stop()
-    await until(lambda: not pub.is_connected)
+    await wait_until(lambda: not pub.is_connected)
     kept = 0
     with pytest.raises(OutboundBufferLimitError):
         for i in range(10_000):  # 64 KB of pending buffer holds a few hundred
@@ -97,12 +91,12 @@ async def test_while_nats_is_away_messages_wait_until_the_buffer_is_full_then_ar
             kept += 1
     assert 100 < kept < 10_000
     server.start()
-    await until(lambda: pub.is_connected, 10)  # nats-py writes its pending buffer
-    await until(lambda: not pub._pending)
+    await wait_until(lambda: pub.is_connected, 10)  # nats-py writes its pending buffer
+    await wait_until(lambda: not pub._pending)
     sub, got = await collect(server.url, "t.wait", pub)
     out.publish("t.wait", b"marker")  # and the direct path works again
     out.flush()
-    await until(lambda: got and got[-1] == b"marker")
+    await wait_until(lambda: got and got[-1] == b"marker")
     await sub.close()
 
 
@@ -134,7 +128,7 @@ async def test_a_backed_up_socket_leaves_the_write_to_nats_py_and_loses_nothing(
         assert refused > 0 and pub._pending_data_size > 32 * 1024
     finally:
         os.kill(server.pid, signal.SIGCONT)
-    await until(lambda: len(got) >= sent, 15)
+    await wait_until(lambda: len(got) >= sent, 15)
     assert [int(m[:6]) for m in got[:sent]] == list(range(sent))
     await sub.close()
 
@@ -152,6 +146,6 @@ async def test_the_publisher_flushes_once_per_turn_of_the_loop(
     assert out.direct_writes == 0  # nothing yet: the flush waits for the next turn
     await asyncio.sleep(0)
     assert out.direct_writes == 1
-    await until(lambda: len(got) == 10)  # conflated: one message per subject, seq 1
+    await wait_until(lambda: len(got) == 10)  # conflated: one message per subject, seq 1
     assert all(b'"bid":104' in m and b'"seq":1' in m for m in got)
     await sub.close()

@@ -22,6 +22,7 @@ import pytest
 from daemonstack import Stack
 from nats.aio.client import Client
 from natsreq import Reply, ask
+from waiting import wait_until
 
 from twsbus.sim import h_history, h_market, h_news, h_reference
 from twsbus.sim.accounts import STARTING_BOOK
@@ -93,13 +94,6 @@ def sim_order_status(stack: Stack, order_id: int) -> str:
 
 async def cancel_quietly(nc: Client, order_id: int) -> None:
     await ask(nc, "cancel_order", {"orderId": order_id})
-
-
-async def wait_until(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
 
 
 def histogram_size(entry: dict[str, Any]) -> Any:

@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
 import pytest
+from waiting import wait_until
 
 from twsbus.sim.accounts import STARTING_BOOK
 from twsbus.sim.orders import COMMISSION_PER_FILL
@@ -32,13 +33,6 @@ HIST_END = "20240112 16:00:00 US/Eastern"  # a Friday's close: deterministic ses
 
 def quote(sim: SimulatorThread, con_id: int) -> Any:
     return sim.call(lambda s: replace(s.market.quote(con_id)))
-
-
-async def until(predicate: Callable[[], bool], timeout: float = 5.0, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture
@@ -105,9 +99,9 @@ async def test_streaming_ticks_update_the_ticker(ib: Any, sim: SimulatorThread) 
     ticker = ib.reqMktData(contract)
     seen: set[tuple[float, float, float]] = set()
     ticker.updateEvent += lambda t: seen.add((t.bid, t.ask, t.last))
-    await until(lambda: len(seen) >= 5, what="five distinct quotes")
+    await wait_until(lambda: len(seen) >= 5, what="five distinct quotes")
     volume_then = ticker.volume
-    await until(lambda: ticker.volume > volume_then, what="volume to grow")
+    await wait_until(lambda: ticker.volume > volume_then, what="volume to grow")
     ib.cancelMktData(contract)
     await asyncio.sleep(0.3)  # the last ticks in flight land; nothing steps MSFT any more
     q = quote(sim, MSFT)
@@ -125,7 +119,7 @@ async def test_realtime_bars_arrive_every_five_seconds_of_tape(
     contract = ib_async.Stock("IBM", "SMART", "USD", conId=IBM)
     bars = ib.reqRealTimeBars(contract, 5, "TRADES", False)
     try:
-        await until(lambda: len(bars) >= 3, timeout=10, what="three real-time bars")
+        await wait_until(lambda: len(bars) >= 3, timeout=10, what="three real-time bars")
     finally:
         ib.cancelRealTimeBars(bars)
     stamps = [int(b.time.timestamp()) for b in bars]
@@ -162,7 +156,7 @@ async def test_keep_up_to_date_bars_stream_updates(ib: Any, sim: SimulatorThread
     updates: list[bool] = []
     bars.updateEvent += lambda _bars, has_new_bar: updates.append(has_new_bar)
     try:
-        await until(lambda: len(updates) >= 3, what="three bar updates")
+        await wait_until(lambda: len(updates) >= 3, what="three bar updates")
     finally:
         ib.cancelHistoricalData(bars)
     await asyncio.sleep(0.2)
@@ -174,7 +168,7 @@ async def test_market_order_fills_at_the_ask_with_a_commission(
     contract = ib_async.Stock("IBM", "SMART", "USD", conId=IBM)
     ask = quote(sim, IBM).ask
     trade = ib.placeOrder(contract, ib_async.MarketOrder("BUY", 25))
-    await until(lambda: trade.isDone() and bool(trade.fills)
+    await wait_until(lambda: trade.isDone() and bool(trade.fills)
                 and bool(trade.fills[0].commissionReport.execId), what="the fill")
     assert trade.orderStatus.status == "Filled"
     assert (trade.orderStatus.filled, trade.orderStatus.remaining) == (25, 0)
@@ -185,7 +179,7 @@ async def test_market_order_fills_at_the_ask_with_a_commission(
     assert fill.commissionReport.commission == COMMISSION_PER_FILL
     assert fill.contract.conId == IBM
     # The position and the portfolio hear about the fill at once.
-    await until(lambda: any(p.contract.conId == IBM and p.position == 25
+    await wait_until(lambda: any(p.contract.conId == IBM and p.position == 25
                             for p in ib.positions()), what="the IBM position")
     (item,) = [p for p in ib.portfolio() if p.contract.conId == IBM]
     assert item.position == 25 and item.averageCost == pytest.approx(

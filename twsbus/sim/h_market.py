@@ -553,7 +553,7 @@ class _PacedTarget:
         self.session = s
         self.prices = [wire.encode((ToClient.TICK_PRICE, 6, sub.req_id, BID, price,
                                     _size(s, 100 + k), 1)) for price in (lo, hi) for k in range(9)]
-        self.stamp_head = wire.encode((ToClient.TICK_STRING, 6, sub.req_id, LAST_TIMESTAMP))[4:]
+        self.stamp_head = wire.payload((ToClient.TICK_STRING, 6, sub.req_id, LAST_TIMESTAMP))
 
     def frames(self, odd: int, k: int) -> bytes:
         return self.prices[9 * odd + k] + wire.frame(

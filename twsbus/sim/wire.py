@@ -46,10 +46,14 @@ def field(value: object) -> str:
     return str(value)
 
 
+def payload(fields: Iterable[object]) -> bytes:
+    """A message's NUL-terminated fields, without the length prefix."""
+    return "".join(field(v) + "\0" for v in fields).encode()
+
+
 def encode(fields: Iterable[object]) -> bytes:
     """One framed message: length prefix + NUL-terminated fields."""
-    payload = "".join(field(v) + "\0" for v in fields).encode()
-    return _LEN.pack(len(payload)) + payload
+    return frame(payload(fields))
 
 
 def frame(payload: bytes) -> bytes:
