@@ -91,10 +91,19 @@ class IBClient(EClient):
 
     def start(self, port: int, client_id: int = 0, host: str = "127.0.0.1") -> IBClient:
         self.connect(host, port, client_id)
-        self._thread = threading.Thread(target=self.run, daemon=True)
+        self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         self.rec.wait_for("nextValidId")
         return self
+
+    def _run(self) -> None:
+        try:
+            self.run()
+        except TypeError:
+            # ibapi 10.x's run() compares serverVersion() after taking a message; a disconnect
+            # in between (ours, or the server closing) has set it to None. Only that is expected.
+            if self.isConnected() or self.serverVersion() is not None:
+                raise
 
     def stop(self) -> None:
         self.disconnect()
