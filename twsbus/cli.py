@@ -70,7 +70,8 @@ def run(
 ) -> None:
     """Run the daemon: own the TWS connection, serve the TWS API on NATS."""
     from twsbus.config import ConfigError, load
-    from twsbus.service.app import Daemon
+    from twsbus.service.app import Daemon, TwinFound
+    from twsbus.service.natslink import LinkFailed
 
     flags = {"nats": nats, "tws_host": tws_host, "tws_port": tws_port, "client_id": client_id,
              "prefix": prefix, "log_format": log_format}
@@ -90,7 +91,14 @@ def run(
         stopper.cancel()
         await task
 
-    _run_until_signal(main)
+    try:
+        _run_until_signal(main)
+    except TwinFound as exc:  # a configuration problem: exit 2, as for a bad setting
+        typer.echo(f"twsbus: {exc}", err=True)
+        raise typer.Exit(2) from None
+    except LinkFailed as exc:  # let the supervisor start a fresh process
+        typer.echo(f"twsbus: {exc}", err=True)
+        raise typer.Exit(3) from None
 
 
 @app.command()
@@ -251,6 +259,36 @@ def subjects(prefix: PrefixOpt = None,
         typer.echo(pattern)
     for op in s.queries:
         typer.echo(s.query_subject(op))
+
+
+@app.command()
+def orders(
+    strategy: Annotated[str | None, typer.Option("--strategy", help="one strategy's orders")
+                        ] = None,
+    account: Annotated[str | None, typer.Option("--account", help="one account's orders")
+                       ] = None,
+    nats: NatsOpt = None,
+    prefix: PrefixOpt = None,
+    once: Annotated[bool, typer.Option("--once", help="print the table once and exit")
+                    ] = False,
+    all_orders: Annotated[bool, typer.Option(
+        "--all", help="final orders too (filled, cancelled), as far as the journal keeps "
+                      "them")] = False,
+) -> None:
+    """A live table of orders and fills (tws.req.orders, then the order stream)."""
+    from twsbus.client.orderview import watch_orders
+    from twsbus.config import load
+
+    cfg = load({"nats": nats, "prefix": prefix})
+    result: list[int] = []
+
+    async def main(stop: asyncio.Event) -> None:
+        result.append(await watch_orders(cfg.nats, cfg.prefix, stop, strategy=strategy,
+                                         account=account, once=once, all=all_orders))
+
+    _run_until_signal(main)
+    if result and result[0]:
+        raise typer.Exit(result[0])
 
 
 def main() -> None:  # pragma: no cover

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
 
+from twsbus.orders.checks import Guard
+from twsbus.orders.journal import JournalSettings
 from twsbus.tws.session import TwsConfig
 
 
@@ -43,19 +45,32 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: Bytes nats-py may buffer while NATS is unreachable; past it, publishes are dropped and
     #: counted.
     nats_pending_bytes: int = 64 * 1024 * 1024
+    #: nats-server's monitoring endpoint (``-m 8222``), read for its slow-consumer count.
+    nats_monitor_url: str | None = None
     prefix: str = "tws"
     # TWS
     tws_host: str = "127.0.0.1"
     tws_port: int = 7497
     client_id: int = 0
     connect_timeout: float = 10.0
+    #: Retry within this many seconds while TWS refuses connections (restarting, not up yet).
+    reconnect_refused: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    #: Exponential backoff for a TWS that answers but will not start the API session.
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
     max_attempts: int = 0
-    probe_interval: float = 10.0
-    probe_timeout: float = 5.0
+    #: A quiet link is probed after probe_interval and dead after probe_timeout more.
+    probe_interval: Annotated[float, msgspec.Meta(gt=0)] = 2.0
+    probe_timeout: Annotated[float, msgspec.Meta(gt=0)] = 1.0
     pacing_rate: float = 45.0
     max_queue: int = 10_000
+    #: Highest server version to offer TWS (0 = whatever the installed ibapi supports).
+    max_server_version: Annotated[int, msgspec.Meta(ge=0)] = 0
+    #: The NATS watchdog: every interval the daemon asks its own status through NATS; this
+    #: many misses in a row replace the connection.
+    watchdog_interval: float = 5.0
+    watchdog_timeout: float = 2.0
+    watchdog_failures: int = 3
     # Service
     query_timeout: float = 10.0
     status_interval: float = 5.0
@@ -65,6 +80,15 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     max_lines: int = 100
     max_depth: int = 3
     watchlist: list[WatchItem] = msgspec.field(default_factory=list)
+    # Orders
+    #: Per-order limits checked before an order is sent (403 past them); empty = no limit.
+    order_guard: Guard = msgspec.field(default_factory=Guard)
+    #: The order event stream and journal (JetStream): kept this long, this large, replicated
+    #: this many times (3 on a NATS cluster), deduplicated within this window.
+    orders_max_age: float = 90 * 86400.0
+    orders_max_bytes: int = 1024**3
+    orders_replicas: int = 1
+    orders_duplicate_window: float = 3600.0
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
 
@@ -78,6 +102,13 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             "max_lines": self.max_lines >= 0,
             "max_depth": self.max_depth >= 0,
             "status_interval": self.status_interval > 0,
+            "watchdog_interval": self.watchdog_interval > 0,
+            "watchdog_timeout": self.watchdog_timeout > 0,
+            "watchdog_failures": self.watchdog_failures >= 1,
+            "orders_max_age": self.orders_max_age > 0,
+            "orders_max_bytes": self.orders_max_bytes > 0,
+            "orders_replicas": 1 <= self.orders_replicas <= 5,
+            "orders_duplicate_window": 0 < self.orders_duplicate_window <= self.orders_max_age,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
@@ -85,13 +116,19 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
         if not self.prefix or any(c in self.prefix for c in " *>"):
             raise ValueError("prefix must be a plain NATS subject token sequence")
 
+    def journal(self) -> JournalSettings:
+        return JournalSettings(max_age=self.orders_max_age, max_bytes=self.orders_max_bytes,
+                               replicas=self.orders_replicas,
+                               duplicate_window=self.orders_duplicate_window)
+
     def tws(self) -> TwsConfig:
         return TwsConfig(
             host=self.tws_host, port=self.tws_port, client_id=self.client_id,
-            connect_timeout=self.connect_timeout, backoff_initial=self.backoff_initial,
-            backoff_max=self.backoff_max, max_attempts=self.max_attempts,
-            probe_interval=self.probe_interval, probe_timeout=self.probe_timeout,
-            pacing_rate=self.pacing_rate, max_queue=self.max_queue,
+            connect_timeout=self.connect_timeout, reconnect_refused=self.reconnect_refused,
+            backoff_initial=self.backoff_initial, backoff_max=self.backoff_max,
+            max_attempts=self.max_attempts, probe_interval=self.probe_interval,
+            probe_timeout=self.probe_timeout, pacing_rate=self.pacing_rate,
+            max_queue=self.max_queue, max_server_version=self.max_server_version,
         )
 
 

@@ -27,8 +27,8 @@ def permissions_conf(surface: Surface) -> str:
 # Paste into the nats-server configuration and set the passwords.
 authorization {{
   TWSBUS_DAEMON = {{
-    publish = [{_quoted([*published, "$SRV.>", "_INBOX.>"])}]
-    subscribe = [{_quoted([*requests, "$SRV.>"])}]
+    publish = [{_quoted([*published, "$SRV.>", "_INBOX.>", "$JS.API.>", "$KV.>"])}]
+    subscribe = [{_quoted([*requests, "$SRV.>", "_INBOX.>"])}]
   }}
   TWSBUS_CLIENT = {{
     publish = [{_quoted([*requests, "$SRV.>"])}]

@@ -31,6 +31,12 @@ class BadRequest(TwsBusError):
     code = 400
 
 
+class Forbidden(TwsBusError):
+    """A configured guard (order limits, allowed accounts) refuses the request."""
+
+    code = 403
+
+
 class NotFound(TwsBusError):
     """Unknown contract, lease or subject."""
 
@@ -113,10 +119,25 @@ class ErrorReply(msgspec.Struct):
     error: ErrorBody
 
 
+#: An error message on the wire is cut here: whatever a request held, its error reply is small.
+MAX_MESSAGE = 400
+
+
+def bounded(message: str, limit: int = MAX_MESSAGE) -> str:
+    """``message`` cut to ``limit`` characters, with control characters (CR, LF, tab...) as
+    spaces: it travels in a NATS header, where a line break would end the header block."""
+    if len(message) > limit:
+        message = message[:limit - 3] + "..."
+    if not message.isprintable():
+        message = "".join(c if c.isprintable() else " " for c in message)
+    return message
+
+
 def error_reply(err: TwsBusError) -> tuple[bytes, dict[str, str]]:
-    """The body and NATS service headers of an error answer."""
-    body = msgspec.json.encode(ErrorReply(ErrorBody(err.code, err.message, err.tws_code)))
-    headers = {"Nats-Service-Error-Code": str(err.code), "Nats-Service-Error": err.message}
+    """The body and NATS service headers of an error answer, both bounded."""
+    message = bounded(err.message)
+    body = msgspec.json.encode(ErrorReply(ErrorBody(err.code, message, err.tws_code)))
+    headers = {"Nats-Service-Error-Code": str(err.code), "Nats-Service-Error": message}
     return body, headers
 
 
@@ -134,6 +155,6 @@ def parse_error(data: bytes) -> TwsBusError | None:
 
 
 _ALL: tuple[type[TwsBusError], ...] = (
-    BadRequest, NotFound, Timeout, Conflict, PayloadTooLarge, BudgetExhausted, InternalError,
-    TwsError, NotConnected,
+    BadRequest, Forbidden, NotFound, Timeout, Conflict, PayloadTooLarge, BudgetExhausted,
+    InternalError, TwsError, NotConnected,
 )

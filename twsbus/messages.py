@@ -60,11 +60,6 @@ class OrderCancel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True
     manualOrderIndicator: int | None = None
 
 
-#: An order is IB's Order object as a JSON object; its field names are checked against IB's own
-#: Order class at the TWS boundary (tws/objects.py), which knows all hundred-odd of them.
-Order = dict[str, Any]
-
-
 class LeasesRequest(msgspec.Struct, forbid_unknown_fields=True):
     leases: list[str]
 
@@ -93,6 +88,9 @@ class TwsState(msgspec.Struct, omit_defaults=True):
     clientId: int = 0
     lastError: str | None = None
     reconnects: int = 0
+    #: Seconds until the next connect attempt, while reconnecting.
+    nextRetryIn: float | None = None
+    probes: int = 0
 
 
 class Budget(msgspec.Struct):
@@ -105,6 +103,8 @@ class Pacing(msgspec.Struct):
     rate: float
     peak: int = 0
     sent: int = 0
+    #: Requests taken back unsent because their caller had given up.
+    withdrawn: int = 0
 
 
 class SubscriptionInfo(msgspec.Struct, omit_defaults=True):
@@ -125,6 +125,7 @@ class Status(msgspec.Struct):
     dropped: dict[str, int] = msgspec.field(default_factory=dict)
     queries: dict[str, int] = msgspec.field(default_factory=dict)
     nats: dict[str, Any] = msgspec.field(default_factory=dict)
+    orders: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class TwsErrorEvent(msgspec.Struct, omit_defaults=True):

@@ -10,13 +10,17 @@ from __future__ import annotations
 
 import enum
 import functools
+import re
+import string
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import yaml
 
-from twsbus.messages import Contract, ExecFilter, Order, OrderCancel, TagValue
+from twsbus.errors import BadRequest
+from twsbus.messages import Contract, ExecFilter, OrderCancel, TagValue
+from twsbus.orders.model import Order
 
 SUBJECTS_FILE = Path(__file__).with_name("subjects.yaml")
 
@@ -74,6 +78,9 @@ class QuerySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=Tr
     then_cancel: str | CallSpec | None = None
     reply: str | None = None
     fold: str | None = None
+    #: An argument the answer's callback repeats (marketRule's marketRuleId): queries without a
+    #: request id but with ``match`` are told apart by it and need not wait for each other.
+    match: str | None = None
     min_server_version: int = 0
 
     @property
@@ -117,6 +124,30 @@ class SubscriptionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     depth: int = 0
 
 
+#: What a value may hold to become one subject token: a strict subset of what NATS allows (no
+#: whitespace, no ``.``, no wildcards, no control characters), short enough that no subject can
+#: approach nats-server's control-line limit. Spaces are written as ``_`` (``1 min`` ->
+#: ``1_min``); anything else outside the set is refused, never rewritten, so two values can never
+#: share a subject.
+TOKEN_MAX = 64
+_TOKEN_RE = re.compile(r"[A-Za-z0-9_\-+=:@~]{1,64}")
+
+
+def token(value: Any, field: str) -> str:
+    """``value`` as a subject token, or BadRequest naming ``field`` (never echoing the value)."""
+    text = str(value).replace(" ", "_")
+    if _TOKEN_RE.fullmatch(text) is None:
+        raise BadRequest(f"{field}: must be 1 to {TOKEN_MAX} characters from A-Z a-z 0-9 "
+                         f"and _-+=:@~ (spaces become _); it names a NATS subject")
+    return text
+
+
+def template_fields(template: str) -> tuple[str, ...]:
+    """The ``{name}`` parameters of a subject template, prefix excluded."""
+    return tuple(name for _, name, _, _ in string.Formatter().parse(template)
+                 if name and name != "prefix")
+
+
 class Surface:
     """The parsed subjects.yaml with a prefix applied."""
 
@@ -141,11 +172,16 @@ class Surface:
         return self.subject("query", op=op)
 
     def data_subject(self, kind: str, **params: Any) -> str:
-        return self.subscriptions[kind].data.format(prefix=self.prefix, **params)
+        """The data subject of ``kind`` for ``params``; every value that becomes a token is
+        checked (``token``), so no request can make a subject NATS would refuse."""
+        template = self.subscriptions[kind].data
+        tokens = {name: token(params.get(name, ""), name) for name in template_fields(template)}
+        return template.format(prefix=self.prefix, **tokens)
 
     def all_subject_patterns(self) -> list[str]:
         """Every subject the daemon serves or publishes, with wildcards for parameters."""
-        out = [s.format(prefix=self.prefix, op="*", kind="*") for s in self._subjects.values()]
+        out = [s.format(prefix=self.prefix, **dict.fromkeys(template_fields(s), "*"))
+               for s in self._subjects.values()]
         for spec in self.subscriptions.values():
             parts = spec.data.format(prefix=self.prefix, conId="*", tickType="*", barSize="*",
                                      account="*").split(".")

@@ -1,7 +1,8 @@
 """Fixtures that users and our own tests share: a real nats-server and a simulator on free ports.
 
-``NatsServer`` starts the ``nats-server`` binary on a free loopback port (and can stop and
-restart it on the same port, for reconnect tests). ``SimulatorThread`` runs the TWS simulator and
+``NatsServer`` starts the ``nats-server`` binary on a free loopback port, with JetStream (the
+order stream and journal need it) unless asked not to, and can stop and restart it on the same
+port and store, for reconnect tests. ``SimulatorThread`` runs the TWS simulator and
 its control endpoint on a private event loop in a background thread, so blocking code (IB's own
 ``EClient``) and asyncio code can both talk to it. Neither depends on a NATS server that may
 already listen on 4222.
@@ -62,9 +63,15 @@ def nats_server_binary() -> str:
 class NatsServer:
     """A private nats-server process on a free loopback port."""
 
-    def __init__(self, port: int | None = None, max_payload: int | None = None) -> None:
+    def __init__(self, port: int | None = None, max_payload: int | None = None,
+                 jetstream: bool = True, monitor: bool = False,
+                 config: str = "") -> None:
         self.port = port or free_port()
         self.max_payload = max_payload
+        self.jetstream = jetstream
+        #: nats-server's HTTP monitoring port (``-m``), when asked for.
+        self.monitor_port = free_port() if monitor else None
+        self.config = config
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir = tempfile.mkdtemp(prefix="twsbus-nats-")
 
@@ -86,10 +93,16 @@ class NatsServer:
 
     def start(self) -> NatsServer:
         args = [nats_server_binary(), "-a", "127.0.0.1", "-p", str(self.port)]
-        if self.max_payload:
+        if self.jetstream:  # the store survives restart(), as a real server's does
+            args += ["-js", "-sd", os.path.join(self._dir, "jetstream")]
+        if self.monitor_port:
+            args += ["-m", str(self.monitor_port)]
+        if self.max_payload or self.config:
             conf = os.path.join(self._dir, "nats.conf")
             with open(conf, "w") as fh:
-                fh.write(f"max_payload: {self.max_payload}\n")
+                if self.max_payload:
+                    fh.write(f"max_payload: {self.max_payload}\n")
+                fh.write(self.config)
             args += ["-c", conf]
         self._proc = subprocess.Popen(
             args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL

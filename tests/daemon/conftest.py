@@ -27,3 +27,11 @@ async def nc(stack: Stack) -> AsyncIterator[Client]:
     client = await nats.connect(stack.nats.url)
     yield client
     await client.close()
+
+
+@pytest.fixture
+def clean_faults(stack: Stack) -> Iterator[None]:
+    """The simulator's fault switches off before and after the test (the stack is shared)."""
+    stack.sim.control.post("/faults", ignore=[], delay={})
+    yield
+    stack.sim.control.post("/faults", ignore=[], delay={})

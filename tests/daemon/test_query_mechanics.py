@@ -17,11 +17,7 @@ from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
 AAPL = {"conId": 265598}
 
 
-@pytest.fixture(autouse=True)
-def _clean_faults(stack: Stack):  # type: ignore[no-untyped-def]
-    stack.sim.control.post("/faults", ignore=[], delay={})
-    yield
-    stack.sim.control.post("/faults", ignore=[], delay={})
+pytestmark = pytest.mark.usefixtures("clean_faults")
 
 
 def _requests(stack: Stack, name: str) -> int:
@@ -54,7 +50,8 @@ async def test_bad_bodies_get_400_naming_the_problem(nc: Client, stack: Stack, b
 async def test_a_huge_body_is_refused_and_the_daemon_keeps_serving(nc: Client) -> None:
     body = json.dumps({"contract": AAPL, "bogus": "x" * 500_000}).encode()
     reply = await ask(nc, "contract_details", body)
-    assert reply.code == 400
+    assert reply.code == 413
+    assert len(reply.headers["Nats-Service-Error"]) < 500
     assert (await ask(nc, "current_time")).code == 0
 
 

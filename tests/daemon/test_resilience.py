@@ -47,9 +47,10 @@ async def test_daemon_detects_a_silent_link_with_its_probe() -> None:
                 break
             await asyncio.sleep(0.1)
         assert status and status["tws"]["state"] != "ready", status
+        assert "probe" in (status["tws"].get("lastError") or ""), status["tws"]
         sim.control.post("/silent", on=False)
         status = _wait_state(daemon, "ready", timeout=15)
-        assert "probe" in (status["tws"].get("lastError") or "probe")
+        assert status["tws"]["probes"] >= 1
 
 
 async def test_nightly_restart_fails_queries_fast_then_recovers() -> None:

@@ -12,7 +12,6 @@ Both run under nautilus-ibapi 10.x (server version up to 200) and ibapi 9.81 (15
 
 from __future__ import annotations
 
-import inspect
 import re
 from decimal import Decimal
 from typing import Any
@@ -25,8 +24,29 @@ from ibapi.decoder import Decoder
 from ibapi.execution import ExecutionFilter
 from ibapi.order import Order
 from ibapi.tag_value import TagValue
-from ibapi.wrapper import EWrapper
 from ibrecorder import IBClient, Recorder
+from orderkit import (
+    AAPL,
+    ACCOUNT,
+    COMMISSION_CB,
+    IBAPI_10,
+    IBM,
+    MAX_CLIENT_VERSION,
+    MSFT,
+    NVDA,
+    TSLA,
+    cancel,
+    commission_of,
+    connect,
+    global_cancel,
+    make_order,
+    move,
+    next_id,
+    quote,
+    status_of,
+    stock,
+)
+from wirecapture import WireCapture
 
 from twsbus.sim import order_encoding as enc
 from twsbus.sim.h_orders import parse_place_order
@@ -35,108 +55,18 @@ from twsbus.sim.universe import Universe
 from twsbus.sim.wire import UNSET_DOUBLE, Fields, encode
 from twsbus.testing import SimulatorThread
 
-AAPL, MSFT, IBM, TSLA, NVDA = 265598, 272093, 8314, 76792991, 4815747
-ACCOUNT = "DU1234567"
-IBAPI_10 = hasattr(EWrapper, "commissionAndFeesReport")
-COMMISSION_CB = "commissionAndFeesReport" if IBAPI_10 else "commissionReport"
-MAX_CLIENT_VERSION = 200 if IBAPI_10 else 157
 VERSIONS = [v for v in (157, 158, 160, 162, 163, 166, 169, 170, 177, 178, 183, 184, 185, 187,
                         189, 190, 192, 193, 195, 198, 199, 200) if v <= MAX_CLIENT_VERSION]
 EXEC_ID = re.compile(r"^[0-9a-f]{8}\.[0-9a-f]{8}\.01\.01$")
 
 
-# ---- helpers -------------------------------------------------------------------------------
-
-
-def stock(symbol: str = "AAPL") -> Contract:
-    c = Contract()
-    c.symbol, c.secType, c.exchange, c.currency = symbol, "STK", "SMART", "USD"
-    return c
-
-
-def make_order(action: str, quantity: float, order_type: str, lmt: float | None = None,
-               aux: float | None = None, **attrs: Any) -> Order:
-    o = Order()
-    o.action, o.totalQuantity, o.orderType = action, Decimal(str(quantity)), order_type
-    if lmt is not None:
-        o.lmtPrice = lmt
-    if aux is not None:
-        o.auxPrice = aux
-    # 9.81 defaults these to True, which real TWS rejects; they are deprecated anyway.
-    o.eTradeOnly = o.firmQuoteOnly = False
-    for name, value in attrs.items():
-        setattr(o, name, value)
-    return o
-
-
-def commission_of(report: Any) -> float:
-    return report.commissionAndFees if IBAPI_10 else report.commission
-
-
-def cancel(ib: IBClient, order_id: int) -> None:
-    if len(inspect.signature(ib.cancelOrder).parameters) > 1:
-        from ibapi.order_cancel import OrderCancel
-
-        ib.cancelOrder(order_id, OrderCancel())
-    else:
-        ib.cancelOrder(order_id)
-
-
-def global_cancel(ib: IBClient) -> None:
-    if len(inspect.signature(ib.reqGlobalCancel).parameters) > 0:
-        from ibapi.order_cancel import OrderCancel
-
-        ib.reqGlobalCancel(OrderCancel())
-    else:
-        ib.reqGlobalCancel()
-
-
-def quote(sim: SimulatorThread, con_id: int) -> tuple[float, float, float]:
-    return sim.call(lambda s: (lambda q: (q.bid, q.ask, q.last))(s.market.quote(con_id)))
-
-
-def move(sim: SimulatorThread, con_id: int, bid: float, ask: float, last: float) -> None:
-    """Set an instrument's quote as if the market moved there (the matcher sees a new step)."""
-
-    def apply(s: Any) -> None:
-        q = s.market.quote(con_id)
-        q.bid, q.ask, q.last = bid, ask, last
-        q.steps += 1
-
-    sim.call(apply)
-
-
-def status_of(ib: IBClient, order_id: int, status: str, timeout: float = 5.0) -> tuple[Any, ...]:
-    return ib.rec.wait_for("orderStatus", lambda a: a[0] == order_id and a[1] == status,
-                           timeout)[-1]
-
-
-def next_id(ib: IBClient) -> int:
-    return int(ib.rec.of("nextValidId")[-1][0])
-
-
-def connect(sim: SimulatorThread, client_id: int) -> IBClient:
-    return IBClient().start(sim.port, client_id)
-
-
 # ---- wire round trips, every version -------------------------------------------------------
-
-
-class _Conn:
-    def __init__(self) -> None:
-        self.sent: list[bytes] = []
-
-    def isConnected(self) -> bool:
-        return True
-
-    def sendMsg(self, msg: bytes) -> None:
-        self.sent.append(msg)
 
 
 def client_fields(v: int, order_id: int, contract: Contract, order: Order) -> list[str] | None:
     """What ibapi's EClient writes for placeOrder at server version v (None if it refuses)."""
     client = EClient(Recorder())
-    client.conn = _Conn()
+    client.conn = WireCapture()
     client.connState = EClient.CONNECTED
     client.serverVersion_ = v
     client.placeOrder(order_id, contract, order)
@@ -540,17 +470,21 @@ def test_every_query_ends_even_with_nothing_to_report(ib: IBClient) -> None:
     assert ib.rec.of("execDetailsEnd") == [(3,)]
 
 
-def test_invalid_orders_are_rejected(ib: IBClient) -> None:
+def test_invalid_orders_are_rejected_with_tws_codes(ib: IBClient) -> None:
     oid = next_id(ib)
     ib.placeOrder(oid, stock(), make_order("BUY", 0, "MKT"))
     ib.placeOrder(oid + 1, stock(), make_order("BUY", 10, "LMT"))
     ib.placeOrder(oid + 2, stock(), make_order("BUY", 10, "FOO"))
     ib.placeOrder(oid + 3, stock("NOPE"), make_order("BUY", 10, "MKT"))
     ib.placeOrder(oid + 4, stock(), make_order("BUY", 10, "MKT", account="U999"))
-    errors = {a[0]: a for a in ib.rec.wait_for("error", lambda a: a[0] >= oid, count=5)}
-    for bad in (oid, oid + 1, oid + 2, oid + 4):
-        assert errors[bad][1] == 201 and errors[bad][2].startswith("Order rejected - reason:")
+    ib.placeOrder(oid + 5, stock(), make_order("BUY", 10, "TRAIL", aux=1.0))
+    errors = {a[0]: a for a in ib.rec.wait_for("error", lambda a: a[0] >= oid, count=6)}
+    assert errors[oid][1:] == (434, "The order size cannot be zero.")
+    assert errors[oid + 2][1:] == (
+        387, "Unsupported order type for this exchange and security type.")
     assert errors[oid + 3][1] == 200
+    for bad in (oid + 1, oid + 4, oid + 5):  # IB knows TRAIL; the simulator does not model it
+        assert errors[bad][1] == 201 and errors[bad][2].startswith("Order rejected - reason:")
     ib.reqOpenOrders()
     ib.rec.wait_for("openOrderEnd")
     assert not ib.rec.of("openOrder") and not ib.rec.of("orderStatus")
@@ -571,7 +505,7 @@ def test_cancel_errors_and_duplicate_ids(sim: SimulatorThread, ib: IBClient) -> 
     status_of(ib, oid + 1, "Submitted")
     ib.placeOrder(oid + 1, stock("IBM"), make_order("BUY", 1, "LMT", lmt=1.0))
     err = ib.rec.wait_for("error", lambda a: a[0] == oid + 1)[0]
-    assert err[1:] == (103, "Duplicate order id")
+    assert err[1:] == (105, "Order being modified does not match original order")
 
 
 def test_global_cancel_cancels_every_live_order(sim: SimulatorThread, ib: IBClient) -> None:

@@ -3,7 +3,8 @@
 ``twsbus`` re-exports these names; the modules behind them are private: ``client`` (the wire and
 the typed subscription methods), ``queries`` (one method per query op), ``stream`` (one
 subscription: ordering, inbox, seq checks), ``keeper`` (lease renewal and re-subscription),
-``events`` (what a subscription yields) and ``contracts`` (contract and order helpers).
+``events`` (what a subscription yields), ``contracts`` (contract and order helpers) and
+``orders`` (placing, the order handle and the order-event feed).
 """
 
 from twsbus.client.client import KIND_PARAMS, Client, PositionsSubscription
@@ -35,6 +36,16 @@ from twsbus.client.events import (
     Tick,
     TickByTick,
 )
+from twsbus.client.orders import (
+    OrderEvent,
+    OrderFeed,
+    OrderHandle,
+    OrderNotFilled,
+    OrderRecord,
+    OrderUpdate,
+    PlaceReply,
+    new_client_order_id,
+)
 from twsbus.client.stream import Inbox, StreamClosed, Subscription, SubState
 
 __all__ = [
@@ -47,7 +58,14 @@ __all__ = [
     "Depth",
     "Image",
     "Inbox",
+    "OrderEvent",
+    "OrderFeed",
+    "OrderHandle",
+    "OrderNotFilled",
+    "OrderRecord",
+    "OrderUpdate",
     "Other",
+    "PlaceReply",
     "PnL",
     "PnLSingle",
     "Portfolio",
@@ -64,6 +82,7 @@ __all__ = [
     "future",
     "limit_order",
     "market_order",
+    "new_client_order_id",
     "option",
     "stock",
     "stop_limit_order",

@@ -5,6 +5,7 @@ It owns the wire: query requests (``tws.req.<op>``, errors raised as the classes
 releases, and the prediction of a subscription's data subject (a conId from contract details, the
 account from managed accounts) so a ``Subscription`` can listen before it subscribes. It owns one
 long-lived task, the ``LeaseKeeper``, and listens to ``tws.status`` to notice daemon restarts.
+Orders (``place``, ``order``, ``orders``, ``order_view``) are ``OrderLink``'s (``orders.py``).
 NATS failures are translated here, once: no responder or a broken connection is
 ``NotConnected``, no answer in time is ``Timeout``.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import msgspec
@@ -25,10 +26,20 @@ from nats.aio.subscription import Subscription as NatsSubscription
 
 from twsbus.client.contracts import ContractLike, to_contract
 from twsbus.client.keeper import LeaseKeeper
+from twsbus.client.orders import (
+    ATTEMPTS,
+    OrderFeed,
+    OrderHandle,
+    OrderLink,
+    Since,
+    handle_of,
+)
 from twsbus.client.queries import QueryMethods
 from twsbus.client.stream import Granted, Subscription
-from twsbus.errors import NotConnected, Timeout, TwsBusError, parse_error
+from twsbus.errors import NotConnected, NotFound, Timeout, TwsBusError, parse_error
 from twsbus.messages import Contract, LeasesReply, TagValue
+from twsbus.orders.events import OrderRecord
+from twsbus.orders.model import Order
 from twsbus.subjects import Surface, surface
 
 log = logging.getLogger("twsbus.client")
@@ -75,6 +86,7 @@ class Client(QueryMethods):
         self._con_ids: dict[bytes, int] = {}
         self._account: str | None = None
         self._closed = False
+        self._orders = OrderLink(nc, self.surface, self._ask)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open" if self._task else "new"
@@ -123,6 +135,7 @@ class Client(QueryMethods):
             await self._release(leases)
         for sub in subs:
             await sub._unlisten()
+        await self._orders.close()
         if self._status_sub is not None:
             with contextlib.suppress(Exception):
                 await self._status_sub.unsubscribe()
@@ -159,6 +172,41 @@ class Client(QueryMethods):
         reply: dict[str, Any] = await self._ask(self.surface.subject("status_request"), b"{}",
                                                 5.0)
         return reply
+
+    # ---- orders (twsbus.client.orders) ------------------------------------------------------
+
+    async def place(self, contract: ContractLike, order: Order | Mapping[str, Any], *,
+                    strategy: str | None = None, clientOrderId: str | None = None,
+                    timeout: float | None = None, attempts: int = ATTEMPTS) -> OrderHandle:
+        """Place an order; its handle follows it (``await order.filled()``). ``clientOrderId``
+        is its identity (one is made when not given): the request is sent again, up to
+        ``attempts`` times, after a NATS timeout, and the daemon places it once whatever
+        happens. ``timeout`` is how long the daemon waits for TWS's first answer."""
+        return await self._orders.place(contract, order, strategy=strategy,
+                                        clientOrderId=clientOrderId, timeout=timeout,
+                                        attempts=attempts)
+
+    async def order(self, clientOrderId: str, *, strategy: str | None = None,
+                    account: str | None = None) -> OrderHandle:
+        """A handle on an order the daemon's journal knows (after a restart of this process);
+        NotFound when it knows none by that id."""
+        for record in await self._orders.records(account=account, strategy=strategy, all=True):
+            if record.clientOrderId == clientOrderId:
+                return handle_of(self._orders, record)
+        raise NotFound(f"the order journal has no clientOrderId {clientOrderId}")
+
+    def orders(self, strategy: str | None = None, account: str | None = None, *,
+               since: Since = None) -> OrderFeed:
+        """Every order event of a strategy and/or an account (all when not given), replayed
+        from the order stream and then followed live: ``async for u in bus.orders("meanrev",
+        since=last + 1)`` yields ``OrderUpdate``s (``u.stream_seq``, ``u.event``). ``since``: a
+        stream sequence, a datetime, ``"new"`` (from now on) or None (all the stream keeps)."""
+        return self._orders.feed(self._orders.subject(account, strategy), since)
+
+    async def order_view(self, *, strategy: str | None = None, account: str | None = None,
+                         all: bool = False) -> list[OrderRecord]:
+        """The daemon's journal of orders (``tws.req.orders``; live ones unless ``all``)."""
+        return await self._orders.records(account=account, strategy=strategy, all=all)
 
     # ---- subscriptions ---------------------------------------------------------------------
 
@@ -320,7 +368,7 @@ class Client(QueryMethods):
         for name in ("tickType", "barSize"):
             if "{" + name + "}" in spec.data:
                 tokens[name] = params.get(name) or defaults.get(name, "")
-        subject = self.surface.data_subject(kind, **{k: _token(v) for k, v in tokens.items()})
+        subject = self.surface.data_subject(kind, **tokens)
         return contract, params, subject
 
     async def _con_id(self, contract: Contract) -> int | None:
@@ -359,10 +407,3 @@ class PositionsSubscription(Subscription):
         account = self.params.get("account")
         return [r for r in rows if not account or r.get("account") == account]
 
-
-def _token(value: Any) -> str:
-    """A subject token as the daemon makes it: no spaces, dots or wildcards."""
-    text = str(value)
-    for bad in (" ", ".", "*", ">"):
-        text = text.replace(bad, "_")
-    return text

@@ -14,6 +14,7 @@ from typing import Any
 
 from twsbus.client.contracts import ContractLike
 from twsbus.messages import ExecFilter, OrderCancel, TagValue
+from twsbus.orders.model import Order
 
 Obj = dict[str, Any]
 Rows = list[dict[str, Any]]
@@ -198,12 +199,18 @@ class QueryMethods:
         """reqGlobalCancel: cancel every open order."""
         return await self.request("global_cancel", **_args(locals()))
 
-    async def place_order(self, contract: ContractLike, order: dict[str, Any], *,
-                          timeout: float | None = None) -> Obj:
-        """placeOrder (see ``limit_order`` and friends): answered by the first order status."""
+    async def place_order(self, contract: ContractLike, order: Order | dict[str, Any], *,
+                          clientOrderId: str | None = None, strategy: str | None = None,
+                          modify: bool | None = None, timeout: float | None = None) -> Obj:
+        """The raw ``place_order`` request, sent once: the daemon's ``PlaceReply`` as a dict
+        (``clientOrderId``, ``orderId``, ``permId``, ``status``, ``duplicate``...).
+        ``bus.place`` is the same with a handle and retries; ``modify=True`` with a known
+        ``clientOrderId`` modifies that order."""
         return await self.request("place_order", **_args(locals()))
 
-    async def cancel_order(self, orderId: int, *, orderCancel: Cancel | None = None,
+    async def cancel_order(self, *, clientOrderId: str | None = None,
+                           orderId: int | None = None, orderCancel: Cancel | None = None,
                            timeout: float | None = None) -> Obj:
-        """cancelOrder: answered by the order's status."""
+        """The raw ``cancel_order`` request, by ``clientOrderId`` or ``orderId``: the order's
+        ``PlaceReply`` once final (409 when it was final already, 404 when unknown)."""
         return await self.request("cancel_order", **_args(locals()))

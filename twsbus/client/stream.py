@@ -15,12 +15,12 @@ import collections
 import enum
 import logging
 import time
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from twsbus.client.events import Image, StreamMessage, from_wire
+from twsbus.client.feed import Feed
 from twsbus.errors import TwsBusError
 from twsbus.messages import Contract
 
@@ -137,7 +137,7 @@ class Inbox:
         return item
 
 
-class Subscription:
+class Subscription(Feed[StreamMessage]):
     """A lease on one data subject, iterated as ``Image`` then updates (see the module doc).
 
     ``async for msg in sub`` subscribes on first use and, when the loop is left, releases the
@@ -197,29 +197,6 @@ class Subscription:
                 "resubscribes": self.resubscribes}
 
     # ---- the caller's side ----------------------------------------------------------------
-
-    async def __aenter__(self) -> Subscription:
-        await self.open()
-        self._held = True
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
-
-    def __aiter__(self) -> AsyncIterator[StreamMessage]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[StreamMessage]:
-        try:
-            while True:
-                try:
-                    item = await self.next()
-                except StopAsyncIteration:
-                    return
-                yield item
-        finally:
-            if not self._held:
-                await self.aclose()
 
     async def next(self) -> StreamMessage:
         """The next item; StopAsyncIteration once closed, or the error that ended the stream."""

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import re
 import secrets
+import socket
 import time
+from collections.abc import Awaitable
 from typing import Any
 
 import msgspec
-import nats
 from nats.aio.client import Client as NATS
 from nats.micro import add_service
 from nats.micro.service import EndpointConfig, Service, ServiceConfig
@@ -37,7 +40,10 @@ from twsbus.messages import (
 from twsbus.service import bodies
 from twsbus.service.endpoints import Requests
 from twsbus.service.leases import LeaseRegistry
+from twsbus.service.natslink import LinkFailed, NatsLink, find_twins
+from twsbus.service.natsmon import NatsMonitor
 from twsbus.service.natsout import NatsOut
+from twsbus.service.orders import OrderDesk
 from twsbus.service.publisher import Publisher
 from twsbus.service.queries import QueryExecutor
 from twsbus.service.resolver import ContractResolver
@@ -71,7 +77,19 @@ class Daemon:
             epoch=self.epoch, ttl=config.lease_ttl, ttl_max=config.lease_ttl_max,
             linger=config.linger, max_lines=config.max_lines, max_depth=config.max_depth)
         self.queries.upstream_in_use = self.leases.method_in_use
+        self.desk = OrderDesk(self.surface, self.session, self.router, epoch=self.epoch,
+                              client_id=config.client_id, guard=config.order_guard,
+                              settings=config.journal(), timeout=config.query_timeout,
+                              resolve=self.resolver.resolve)
         self.nc: NATS | None = None
+        self.link = NatsLink(
+            self._nats_options, self.surface.subject("status_request"), on_up=self._nats_up,
+            on_down=self._nats_down, interval=config.watchdog_interval,
+            timeout=config.watchdog_timeout, failures=config.watchdog_failures,
+            redact=redact)
+        self._twin_checked = False
+        self.monitor = (NatsMonitor(config.nats_monitor_url, config.status_interval)
+                        if config.nats_monitor_url else None)
         self.service: Service | None = None
         self.requests = Requests(self._max_payload)
         self.dropped: dict[str, int] = {"nats_publish": 0}
@@ -86,28 +104,34 @@ class Daemon:
     # ---- lifecycle ------------------------------------------------------------------------
 
     async def run(self) -> None:
-        self.nc = await self._connect_nats()
         try:
             async with asyncio.TaskGroup() as tg:
-                self.publisher.attach(NatsOut(self.nc))
+                link = tg.create_task(self.link.run(), name="nats-link")
+                # NATS first: a twin must be found before TWS is touched.
+                await _first(_either(self.link.up, self._stop), link)
+                if self._stop.is_set():  # SIGTERM before NATS was ever reached
+                    await self.link.close()
+                    link.cancel()
+                    return
                 tg.create_task(self.session.run(), name="tws-session")
-                self.service = await self._start_service()
                 background = [
                     tg.create_task(self._publish_status_forever(), name="status"),
                     tg.create_task(self.leases.run(), name="leases"),
+                    tg.create_task(self.desk.run(), name="orders"),
                 ]
                 if self.config.watchlist:
                     background.append(tg.create_task(self._watch(), name="watchlist"))
+                if self.monitor is not None:
+                    background.append(tg.create_task(self.monitor.run(), name="nats-monitor"))
                 self.started.set()
                 log.info("twsbus %s serving %s.* on %s", self.epoch, self.surface.prefix,
-                         self.config.nats)
-                await self._stop.wait()
+                         redact(self.config.nats))
+                await _first(self._stop.wait(), link)
                 for task in background:
                     task.cancel()
                 await self._shutdown()
-        finally:
-            if self.nc is not None and not self.nc.is_closed:
-                await self.nc.close()
+        except* (LinkFailed, TwinFound) as group:
+            raise group.exceptions[0] from None
 
     def stop(self) -> None:
         self._stop.set()
@@ -123,13 +147,9 @@ class Daemon:
         await asyncio.sleep(0.1)  # let the paced sender write the cancels
         await self.session.close()
         await self._publish_status()
-        if self.nc is not None and self.nc.is_connected:
-            try:
-                await asyncio.wait_for(self.nc.drain(), 5.0)
-            except (TimeoutError, nats.errors.Error) as exc:
-                log.warning("NATS drain: %r", exc)
+        await self.link.close()
 
-    async def _connect_nats(self) -> NATS:
+    def _nats_options(self) -> dict[str, Any]:
         cfg = self.config
         options: dict[str, Any] = {
             "servers": [s.strip() for s in cfg.nats.split(",")],
@@ -138,7 +158,6 @@ class Daemon:
             "reconnect_time_wait": 1,
             "pending_size": cfg.nats_pending_bytes,
             "allow_reconnect": True,
-            "error_cb": self._on_nats_error,
             "disconnected_cb": self._on_nats_disconnected,
             "reconnected_cb": self._on_nats_reconnected,
         }
@@ -157,25 +176,55 @@ class Daemon:
             if cfg.nats_tls_cert:
                 ctx.load_cert_chain(cfg.nats_tls_cert, cfg.nats_tls_key)
             options["tls"] = ctx
-        return await nats.connect(**options)
+        return options
+
+    async def _nats_up(self, nc: NATS) -> None:
+        """A (new) NATS connection: check for a twin once, then serve on it."""
+        if not self._twin_checked:
+            twins = await find_twins(nc, self.surface.service["name"], self.surface.prefix)
+            if twins:
+                meta = twins[0].get("metadata") or {}
+                raise TwinFound(
+                    f"another twsbus already serves {self.surface.prefix}.* on this NATS "
+                    f"(id {twins[0].get('id')}, epoch {meta.get('epoch')}, host "
+                    f"{meta.get('host')}, pid {meta.get('pid')}); stop it or use another "
+                    f"--prefix")
+            self._twin_checked = True
+        self.nc = nc
+        self.publisher.attach(NatsOut(nc))
+        await self.desk.attach(nc)
+        self.service = await self._start_service()
+        self._status_changed.set()
+
+    def _nats_down(self) -> None:
+        self.publisher.attach(None)
+        self.desk.detach()
+        self.service = None
+        self._status_changed.set()
 
     async def _start_service(self) -> Service:
         assert self.nc is not None
         meta = self.surface.service
         service = await add_service(self.nc, ServiceConfig(
             name=meta["name"], version=meta["version"], description=meta["description"],
-            metadata={"prefix": self.surface.prefix, "epoch": self.epoch},
+            metadata={"prefix": self.surface.prefix, "epoch": self.epoch,
+                      "host": socket.gethostname(), "pid": str(os.getpid())},
             stats_handler=lambda endpoint: {"epoch": self.epoch},
         ))
         await service.add_endpoint(EndpointConfig(
             name="status", subject=self.surface.subject("status_request"),
             handler=self.requests.handler(lambda _: self._status_reply()),
         ))
+        desk_work = {"place_order": self.desk.place, "cancel_order": self.desk.cancel}
         for op in self.surface.queries:
             await service.add_endpoint(EndpointConfig(
                 name=op, subject=self.surface.query_subject(op),
-                handler=self.requests.handler(self._query_work(op)),
+                handler=self.requests.handler(desk_work.get(op) or self._query_work(op)),
             ))
+        await service.add_endpoint(EndpointConfig(
+            name="orders", subject=self.surface.subject("orders_request"),
+            handler=self.requests.handler(self.desk.orders),
+        ))
         for kind in self.leases.kinds:
             await service.add_endpoint(EndpointConfig(
                 name=f"sub_{kind}", subject=self.surface.subject("subscribe", kind=kind),
@@ -238,12 +287,16 @@ class Daemon:
         log.info("TWS state: %s", state.value)
         if state is SessionState.READY:
             self.leases.tws_ready()
+            self.desk.tws_ready()
         else:
             self.queries.fail_all(NotConnected(f"TWS connection {state.value}"))
             self.leases.tws_lost(f"TWS connection {state.value}")
+            self.desk.tws_lost(f"TWS connection {state.value}")
         self._status_changed.set()
 
     def _on_unrouted_error(self, event: Event) -> None:
+        if event.key is not None and self.desk.owns(event.key):
+            return  # an order's error: published on the order's subject by the desk
         code, message = event.data["code"], event.data["message"]
         self.tws_errors += 1
         level = logging.INFO if is_connection_level(code) or code >= 2100 else logging.WARNING
@@ -253,13 +306,14 @@ class Daemon:
             ts=time.time_ns(), epoch=self.epoch))
         if is_connection_level(code):
             self.leases.farm_event(code, message)
+            self.desk.farm_event(code)
             self._status_changed.set()
 
-    async def _on_nats_error(self, exc: Exception) -> None:
-        log.warning("NATS: %r", exc)
-
     async def _on_nats_disconnected(self) -> None:
-        log.warning("NATS disconnected; reconnecting")
+        if self._stop.is_set():
+            log.info("NATS disconnected (shutting down)")
+        else:
+            log.warning("NATS disconnected; reconnecting")
 
     async def _on_nats_reconnected(self) -> None:
         log.info("NATS reconnected")
@@ -291,7 +345,8 @@ class Daemon:
             tws=TwsState(state=s.state.value, serverVersion=s.server_version,
                          accounts=s.accounts, since=s.since, host=s.config.host,
                          port=s.config.port, clientId=s.config.client_id,
-                         lastError=s.last_error, reconnects=s.reconnects),
+                         lastError=s.last_error, reconnects=s.reconnects,
+                         nextRetryIn=s.next_retry_in, probes=s.probes),
             lines=Budget(used=self.leases.lines_used, max=self.config.max_lines),
             depth=Budget(used=self.leases.depth_used, max=self.config.max_depth),
             subscriptions=[
@@ -299,16 +354,22 @@ class Daemon:
                                  state=st.health.value, conId=st.con_id)
                 for st in self.leases.streams.values()],
             pacing=Pacing(queued=s.sender.queued, rate=s.config.pacing_rate,
-                          peak=s.sender.peak, sent=s.sender.sent),
+                          peak=s.sender.peak, sent=s.sender.sent,
+                          withdrawn=s.sender.withdrawn),
             dropped={**self.dropped, "tws_decode_errors": s.decode_errors,
                      "publish_buffer": self.publisher.dropped(),
                      "publish_failed": self.publisher.failed,
                      "tws_queue_refused": s.sender.refused,
                      "tws_queue_discarded": s.sender.discarded},
             queries={"in_flight": self.queries.in_flight, "coalesced": self.queries.coalesced,
+                     "withdrawn": self.queries.withdrawn,
                      "answered": self.requests.answered, "failed": self.requests.failed},
-            nats={"connected": bool(self.nc and self.nc.is_connected),
-                  "reconnects": int(self.nc.stats.get("reconnects", 0)) if self.nc else 0},
+            nats={"connected": self.link.connected,
+                  "reconnects": int(self.nc.stats.get("reconnects", 0)) if self.nc else 0,
+                  "restarts": self.link.restarts, "watchdog_missed": self.link.missed,
+                  "own_slow_consumers": self.link.slow_consumers,
+                  **(self.monitor.stats() if self.monitor else {"slow_consumers": None})},
+            orders=self.desk.stats(),
         )
 
     async def _status_reply(self) -> Status:
@@ -325,6 +386,36 @@ class Daemon:
                 await asyncio.wait_for(self._status_changed.wait(), self.config.status_interval)
             except TimeoutError:
                 pass
+
+
+class TwinFound(Exception):
+    """Another daemon already serves this prefix on this NATS (its queries, leases and orders
+    would be split between the two at random)."""
+
+
+def redact(url: str) -> str:
+    """A NATS URL (or a comma-separated list) without its credentials, for logs."""
+    return re.sub(r"//[^@/]*@", "//***@", url)
+
+
+async def _either(a: asyncio.Event, b: asyncio.Event) -> None:
+    waits = {asyncio.ensure_future(a.wait()), asyncio.ensure_future(b.wait())}
+    try:
+        await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
+async def _first(aw: Awaitable[Any], task: asyncio.Task[Any]) -> None:
+    """Wait for ``aw``, unless ``task`` ends first (its exception then propagates)."""
+    waiter = asyncio.ensure_future(aw)
+    try:
+        await asyncio.wait({waiter, task}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        waiter.cancel()
+    if task.done() and not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
 
 
 def _consume(task: asyncio.Task[Any]) -> None:

@@ -36,7 +36,7 @@ from twsbus.service import bodies
 from twsbus.service.publisher import Publisher
 from twsbus.service.router import Router
 from twsbus.service.streams import KINDS, Health, Kind, Stream, StreamState
-from twsbus.subjects import Surface
+from twsbus.subjects import Surface, template_fields, token
 from twsbus.tws.session import TwsSession
 
 log = logging.getLogger("twsbus.leases")
@@ -155,6 +155,9 @@ class LeaseRegistry:
 
     async def _params(self, kind: Kind, request: Any) -> dict[str, Any]:
         params = {name: getattr(request, name) for name in kind.params}
+        for name in template_fields(self.surface.subscriptions[kind.name].data):
+            if params.get(name):  # checked before anything happens (no contract lookup)
+                token(params[name], name)
         if kind.needs_contract:
             if request.contract is None or request.contract.is_empty():
                 raise BadRequest(f"{kind.name}: a contract is required")
@@ -213,8 +216,7 @@ class LeaseRegistry:
                                f"; this subscription asks {value!r}")
 
     def _subject(self, kind: Kind, params: dict[str, Any]) -> str:
-        tokens = {k: _token(v) for k, v in params.items() if k != "contract"}
-        return self.surface.data_subject(kind.name, **tokens)
+        return self.surface.data_subject(kind.name, **params)
 
     def _new_lease(self, stream: Stream, ttl: float) -> Lease:
         lease = Lease(secrets.token_urlsafe(12), stream, ttl, time.monotonic() + ttl)
@@ -441,10 +443,3 @@ def _request_type(kind: Kind) -> type[msgspec.Struct]:
     return msgspec.defstruct(f"{kind.name.title()}Subscribe", fields, kw_only=True,
                              forbid_unknown_fields=True)
 
-
-def _token(value: Any) -> str:
-    """A subject token: no spaces, dots or wildcards."""
-    text = str(value)
-    for bad in (" ", ".", "*", ">"):
-        text = text.replace(bad, "_")
-    return text

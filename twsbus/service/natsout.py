@@ -11,7 +11,10 @@ buffer to the socket at once, keeping nats-py's own rules:
 - while NATS is away, messages wait in nats-py's pending buffer, which nats-py writes after it
   reconnects, up to its ``pending_size``; past that ``publish`` raises ``OutboundBufferLimitError``
   (the caller counts the drop);
-- a payload over the server's ``max_payload`` raises ``MaxPayloadError``;
+- a payload over the server's ``max_payload`` raises ``MaxPayloadError``, and a subject the server
+  would refuse (whitespace, control characters, empty tokens, over ``MAX_SUBJECT``) raises
+  ``BadSubjectError``: a refused PUB makes nats-server close the connection, so nothing the
+  daemon publishes may reach it unchecked;
 - when the socket is backed up (the kernel buffer is full and asyncio's is over its high-water
   mark), ``flush`` leaves the write to nats-py's flusher, which waits for the socket to drain; the
   pending buffer then fills up to ``pending_size`` and further messages are refused, not queued
@@ -30,7 +33,25 @@ import importlib.metadata
 from typing import Any
 
 from nats.aio.client import Client as NATS
-from nats.errors import ConnectionClosedError, MaxPayloadError, OutboundBufferLimitError
+from nats.errors import (
+    BadSubjectError,
+    ConnectionClosedError,
+    MaxPayloadError,
+    OutboundBufferLimitError,
+)
+
+#: nats-server refuses a control line (``PUB <subject> <size>``) over 4096 bytes and closes the
+#: connection; a subject is kept well below that.
+MAX_SUBJECT = 1024
+
+
+def check_subject(subject: str) -> None:
+    """Raise BadSubjectError for a subject the server would answer with an error (and a dropped
+    connection): empty tokens, whitespace or control characters, or too long."""
+    if (not subject or len(subject) > MAX_SUBJECT or not subject.isprintable()
+            or " " in subject or ".." in subject or subject[0] == "." or subject[-1] == "."):
+        raise BadSubjectError
+
 
 _PRIVATE = ("_pending", "_pending_data_size", "_max_pending_size", "_flush_queue", "_transport",
             "stats")
@@ -46,6 +67,7 @@ class NatsOut:
             raise RuntimeError(f"twsbus needs nats-py 2.9 to 2.x; nats-py {version} has no "
                                f"{', '.join(missing)}")
         self.nc = nc
+        self._checked: set[str] = set()  # subjects already found valid
         self.direct_writes = 0  # flushes written here
         self.deferred = 0  # flushes left to nats-py's flusher (socket backed up, or not TCP)
 
@@ -59,6 +81,10 @@ class NatsOut:
         size = len(payload)
         if size > nc.max_payload > 0:
             raise MaxPayloadError
+        if subject not in self._checked:
+            check_subject(subject)
+            if len(self._checked) < 100_000:
+                self._checked.add(subject)
         cmd = b"PUB %s %d\r\n%s\r\n" % (subject.encode(), size, payload)
         limit = nc._max_pending_size
         if limit > 0 and nc._pending_data_size + len(cmd) > limit:

@@ -124,7 +124,8 @@ class Publisher:
 
     # ---- the flush -------------------------------------------------------------------------
 
-    def attach(self, out: Out) -> None:
+    def attach(self, out: Out | None) -> None:
+        """Where flushes go; None while NATS is being replaced (records wait, bounded)."""
         self._out = out
         self.flush_soon()
 

@@ -3,10 +3,12 @@
 ``QueryExecutor.execute(op, body)`` validates the body against the op's request struct (400 naming
 the field), allocates the TWS request id, registers a ``Collector`` with the router, sends the
 request through the paced session and waits for the answer's pattern to complete (single reply,
-list closed by End, list with a done flag, snapshot, order status, or nothing at all). On timeout
-it sends TWS the op's cancel. Identical read-only queries in flight are coalesced: every waiter
-gets the one answer. Queries whose TWS request carries no id run one at a time per op, since their
-callbacks could not otherwise be told apart.
+list closed by End, list with a done flag, snapshot, or nothing at all), within the caller's one
+timeout, queueing included. On timeout it sends TWS the op's cancel. Identical read-only queries
+in flight are coalesced: every waiter gets the one answer. Queries whose TWS request carries no
+id run one at a time per op (the wait counted against their timeout), since their callbacks could
+not otherwise be told apart, unless the answer repeats an argument (``match``). Orders are not
+queries: the order desk (``orders.py``) serves them.
 """
 
 from __future__ import annotations
@@ -38,26 +40,23 @@ log = logging.getLogger("twsbus.queries")
 
 #: Errors TWS sends about a request that do not fail it: order acknowledgements and warnings.
 _NOT_FAILURES = frozenset({202, 399, 10167, 10168, 2109})
-_SIDE_EFFECTS = frozenset({Pattern.ORDER, Pattern.FIRE_AND_FORGET})
+_SIDE_EFFECTS = frozenset({Pattern.ORDER, Pattern.FIRE_AND_FORGET})  # never coalesced
 MAX_TIMEOUT = 300.0
 #: Order states after which nothing more will happen to the order.
 FINAL_ORDER_STATES = frozenset({"Filled", "Cancelled", "ApiCancelled", "Inactive"})
-#: How long an order reply waits for a non-final first status to be followed by more (a market
-#: order's fill arrives right behind its Submitted).
-ORDER_SETTLE = 0.3
 
 
 class Collector:
     """Gathers one query's callbacks into its reply."""
 
-    def __init__(self, spec: QuerySpec, key: int | None) -> None:
+    def __init__(self, spec: QuerySpec, key: int | None, match: Any = None) -> None:
         self.spec = spec
         self.key = key
+        self.match = match
         self.future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.items: list[Any] = []
         self.merged: dict[str, Any] = {}
         self.folded: dict[Any, dict[str, Any]] = {}
-        self._settle: asyncio.TimerHandle | None = None
         self.warnings: list[dict[str, Any]] = []
 
     def __repr__(self) -> str:
@@ -69,7 +68,7 @@ class Collector:
         spec = self.spec
         pattern = spec.pattern
         name = event.name
-        if name == spec.end and pattern is not Pattern.ORDER and pattern is not Pattern.SINGLE:
+        if name == spec.end and pattern is not Pattern.SINGLE:
             if spec.fold:
                 self._finish([o for o in self.folded.values()
                               if _order_status(o) not in FINAL_ORDER_STATES])
@@ -81,6 +80,8 @@ class Collector:
         if name not in spec.callbacks:
             return
         data = event.data
+        if spec.match is not None and data.get(spec.match) != self.match:
+            return  # the answer to another caller's request
         if spec.fold:  # several callbacks describe one object: merge them, latest wins
             self.folded.setdefault(data.get(spec.fold), {}).update(data)
         elif pattern is Pattern.LIST:
@@ -91,14 +92,6 @@ class Collector:
                 self._finish(self.items)
         elif pattern is Pattern.SNAPSHOT:
             self.merged[data["field"]] = data.get("price", data.get("size", data.get("value")))
-        elif pattern is Pattern.ORDER:
-            self.merged.update(data)
-            if name == spec.end:
-                if data.get("status") in FINAL_ORDER_STATES:
-                    self._finish(self.merged)
-                elif self._settle is None:
-                    self._settle = asyncio.get_running_loop().call_later(
-                        ORDER_SETTLE, self._finish, self.merged)
         else:  # SINGLE
             self.merged.update(data)
             if spec.end is None or name == spec.end:
@@ -117,8 +110,6 @@ class Collector:
             self.future.set_exception(exc)
 
     def _finish(self, value: Any) -> None:
-        if self._settle is not None:
-            self._settle.cancel()
         if not self.future.done():
             self.future.set_result(value)
 
@@ -162,6 +153,7 @@ class QueryExecutor:
         self._collectors: set[Collector] = set()
         self.counts: Counter[str] = Counter()
         self.coalesced = 0
+        self.withdrawn = 0  # timed out while queued: never sent
         #: Set by the lease registry: is an id-less TWS subscription (reqPositions) held by a
         #: stream? Then a query must not cancel it after its answer.
         self.upstream_in_use: Callable[[str], bool] = lambda method: False
@@ -211,37 +203,48 @@ class QueryExecutor:
         if spec.min_server_version and self.session.ready and version < spec.min_server_version:
             raise BadRequest(f"{spec.op} needs TWS server version {spec.min_server_version}; "
                              f"this one speaks {version}")
-        if spec.keyed:
-            return await self._exchange(spec, args, timeout)
+        deadline = asyncio.get_running_loop().time() + timeout
+        if spec.keyed or spec.match is not None:
+            return await self._exchange(spec, args, deadline)
+        # Without a request id, two in flight could not be told apart: one at a time per op,
+        # the wait in line counting against the caller's one timeout.
         lock = self._serial.setdefault(spec.op, asyncio.Lock())
-        async with asyncio.timeout(timeout):
-            await lock.acquire()
         try:
-            return await self._exchange(spec, args, timeout)
+            async with asyncio.timeout_at(deadline):
+                await lock.acquire()
+        except TimeoutError:
+            raise Timeout(f"{spec.op}: still waiting behind other {spec.op} requests after "
+                          f"{timeout:g}s (TWS gives them no id, so they go one at a time)"
+                          ) from None
+        try:
+            return await self._exchange(spec, args, deadline)
         finally:
             lock.release()
 
-    async def _exchange(self, spec: QuerySpec, args: dict[str, Any], timeout: float) -> Any:
+    async def _exchange(self, spec: QuerySpec, args: dict[str, Any], deadline: float) -> Any:
         session = self.session
         key: int | None = None
         if spec.key is not None:
             key = int(args.pop(spec.key)) if spec.caller_supplies_key else session.next_id()
-        collector = Collector(spec, key)
+        collector = Collector(spec, key, args.get(spec.match) if spec.match else None)
         self._attach(collector)
         try:
-            session.call(spec.method, key, args)
+            ticket = session.call(spec.method, key, args)
             if spec.pattern is Pattern.FIRE_AND_FORGET:
                 return {"ok": True}
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline):
                     result = await collector.future
             except TimeoutError:
+                if session.withdraw(ticket):  # still waiting for pacing: TWS never saw it
+                    self.withdrawn += 1
+                    raise Timeout(f"{spec.op}: not sent in time (the outbound queue to TWS is "
+                                  f"{session.sender.queued} messages deep at "
+                                  f"{session.config.pacing_rate:g}/s)") from None
                 self._cancel_upstream(spec.cancel, key, args)
-                raise Timeout(f"{spec.op}: TWS did not answer within {timeout:g}s") from None
+                raise Timeout(f"{spec.op}: TWS did not answer in time") from None
             if spec.then_cancel and not (spec.key is None and self.upstream_in_use(spec.method)):
                 self._cancel_upstream(spec.then_cancel, key, args)
-            if spec.pattern is Pattern.ORDER and key is not None:
-                result = {"orderId": key, **result}
             return result
         finally:
             self._detach(collector)

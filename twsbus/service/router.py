@@ -3,7 +3,9 @@
 A pending query or a live subscription registers the id it sent (``bind``); a query whose TWS
 request carries no id (reqPositions, reqOpenOrders...) listens by callback name instead
 (``listen``). Errors that belong to no registered id are connection-level or warnings: they go to
-``on_unrouted_error``, never to a random request.
+``on_unrouted_error``, never to a random request. An observer (the order desk) sees every event
+of the names it observes, before and whatever the routing: order callbacks concern the whole
+account, not only the request that asked for them.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ class Router:
     def __init__(self, on_unrouted_error: Callable[[Event], None]) -> None:
         self._by_key: dict[int, Listener] = {}
         self._by_name: defaultdict[str, list[Listener]] = defaultdict(list)
+        self._observers: dict[str, Callable[[Event], None]] = {}
         self.on_unrouted_error = on_unrouted_error
         self.unrouted = 0
 
@@ -50,7 +53,14 @@ class Router:
                 if not listeners:
                     del self._by_name[name]
 
+    def observe(self, names: tuple[str, ...], observer: Callable[[Event], None]) -> None:
+        for name in names:
+            self._observers[name] = observer
+
     def route(self, event: Event) -> None:
+        observer = self._observers.get(event.name)
+        if observer is not None:
+            observer(event)
         key = event.key
         if key is not None:
             listener = self._by_key.get(key)
@@ -67,5 +77,5 @@ class Router:
         if listeners:
             for listener in list(listeners):
                 listener.on_event(event)
-        else:
+        elif observer is None:
             self.unrouted += 1

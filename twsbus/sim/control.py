@@ -20,9 +20,40 @@ switches here. Routes:
                            steady rate round-robin over conIds, each a tickPrice plus a
                            tickString (type 45) carrying the send time in nanoseconds
 ``GET  /pace``             progress of the running (or last) paced send
+``GET  /orders``           every order the book took, oldest first: ``{"orders": [{permId,
+                           clientId, orderId, manual, account, conId, symbol, secType,
+                           action, totalQuantity, orderType, lmtPrice, auxPrice, tif,
+                           orderRef, parentId, status, completedStatus, filled, remaining,
+                           avgFillPrice, places, executions: [{execId, shares, price, time,
+                           cumQty, avgPrice, commission}]}], "refused": [{clientId,
+                           orderId, code, message, time}]}``; ``places`` counts the
+                           placeOrder messages that named the order (place + modifies)
+``POST /orders/cancel``    ``{"permId": N}`` or ``{"orderId": N, "clientId": C}``: cancel in
+                           TWS (status Cancelled + error 202 to whoever follows the order);
+                           answers the order's row
+``POST /orders/reject``    ``{"permId": N, "reason": "..."}``: IB rejects a working order
+                           (error 201 "Order rejected - reason:...", then status Cancelled);
+                           answers the order's row
+``POST /orders/manual``    ``{"contract": {"conId": 265598} or {"symbol": "AAPL", "secType":
+                           "STK", ...}, "action": "BUY", "totalQuantity": 10, "orderType":
+                           "LMT", "lmtPrice": 1.0, "auxPrice", "tif", "orderRef", "account"
+                           (optional)}``: an order entered by hand in TWS (clientId 0, order
+                           id 0, or a negative id when a clientId-0 session is bound with
+                           reqAutoOpenOrders(true)); answers ``{"permId": P, "orderId": N}``
+``POST /orders/fill``      ``{"permId": N (or orderId + clientId), "price": p, "quantity":
+                           q}`` (price and quantity optional: the limit or the touch, all
+                           that remains): fill a live order now, whatever the quote; answers
+                           the execution's row with the order's row under ``"order"``
 =========================  ================================================================
 
-Every answer is JSON; errors are ``{"error": "..."}`` with status 400 or 404.
+``POST /config`` also takes the order switches ``{"partial_fills": false}`` (orders larger
+than the touch fill in one execution) and ``{"rollback_next_valid_id": true}`` (each new
+connection is told nextValidId 1). ``GET /state`` counts orders under ``"orders"`` (placed,
+modified, cancelled, rejected, duplicate_id_errors, manual, executions) and handler failures
+under ``"handler_errors"``.
+
+Every answer is JSON; errors are ``{"error": "..."}`` with status 400, or 404 for an unknown
+route or order.
 """
 
 from __future__ import annotations
@@ -31,11 +62,14 @@ import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
+from decimal import Decimal
 from typing import Any
 
 import msgspec
 
+from twsbus.sim.orders import UnknownOrder
 from twsbus.sim.server import Faults, SimConfig, Simulator
+from twsbus.sim.wire import UNSET_DOUBLE
 
 log = logging.getLogger("twsbus.sim")
 
@@ -91,9 +125,12 @@ class ControlServer:
         args = json.loads(body) if body.strip() else {}
         if not isinstance(args, dict):
             return 400, {"error": "body must be a JSON object"}
-        result = route(self.sim, args)
-        if asyncio.iscoroutine(result):
-            result = await result
+        try:
+            result = route(self.sim, args)
+            if asyncio.iscoroutine(result):
+                result = await result
+        except UnknownOrder as exc:
+            return 404, {"error": str(exc)}
         return 200, result if result is not None else {"ok": True}
 
 
@@ -134,6 +171,48 @@ def _pace_state(sim: Simulator, args: dict[str, Any]) -> Any:
     return dict(PACE_STATE.get(sim, {"running": False}))
 
 
+def _cancel_order(sim: Simulator, args: dict[str, Any]) -> Any:
+    o = sim.orders.find(args)
+    sim.orders.cancel_in_tws(o)
+    return o.row()
+
+
+def _reject_order(sim: Simulator, args: dict[str, Any]) -> Any:
+    o = sim.orders.find(args)
+    sim.orders.reject(o, str(args.get("reason", "")))
+    return o.row()
+
+
+def _fill_order(sim: Simulator, args: dict[str, Any]) -> Any:
+    o = sim.orders.find(args)
+    price = args.get("price")
+    quantity = args.get("quantity")
+    fill = sim.orders.force_fill(o, None if price is None else float(price),
+                                 None if quantity is None else Decimal(str(quantity)))
+    return {**fill.row(), "order": o.row()}
+
+
+def _manual_order(sim: Simulator, args: dict[str, Any]) -> Any:
+    """An order "entered by hand in TWS", described with ibapi's Order field names."""
+    from twsbus.sim.h_orders import order_defaults
+
+    spec = dict(args.get("contract") or {})
+    found = sim.universe.find(spec)
+    if len(found) != 1:
+        raise ValueError(f"contract {spec} names {len(found)} instruments, not one")
+    p = order_defaults()
+    p.update(exchange=str(spec.get("exchange", "")), transmit=True,
+             action=str(args.get("action", "")),
+             totalQuantity=Decimal(str(args.get("totalQuantity", 0))),
+             orderType=str(args.get("orderType", "")),
+             tif=str(args.get("tif", "DAY")), orderRef=str(args.get("orderRef", "")),
+             account=str(args.get("account", "")))
+    for name in ("lmtPrice", "auxPrice"):
+        p[name] = float(args[name]) if args.get(name) is not None else UNSET_DOUBLE
+    o = sim.orders.place_manual(found[0], p)
+    return {"permId": o.perm_id, "orderId": o.order_id}
+
+
 ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/state"): lambda sim, _: sim.state(),
     ("POST", "/reset"): lambda sim, _: sim.stats.reset(),
@@ -146,6 +225,11 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/blast"): _blast,
     ("POST", "/pace"): _pace,
     ("GET", "/pace"): _pace_state,
+    ("GET", "/orders"): lambda sim, _: sim.orders.history(),
+    ("POST", "/orders/cancel"): _cancel_order,
+    ("POST", "/orders/reject"): _reject_order,
+    ("POST", "/orders/manual"): _manual_order,
+    ("POST", "/orders/fill"): _fill_order,
 }
 
 

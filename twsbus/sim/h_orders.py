@@ -5,21 +5,24 @@ This module owns reading those requests off the wire, per server version. placeO
 full, field by field in the order the client writes it, so every order ibapi can build is
 consumed exactly (its tail depends on the version and on the order's own type, combo legs,
 conditions...). What the simulator acts on, and what it echoes back in openOrder, is kept in
-a dict keyed by ibapi's ``Order`` field names; state and matching live in ``orders.py``.
+a dict keyed by ibapi's ``Order`` field names; the book is ``orders.py``, matching is
+``matching.py``. A field that cannot be read (``lmtPrice`` "abc", ``totalQuantity`` "x") is
+answered as TWS's reader answers it, with error 320 for that order id, and the session goes on.
 """
 
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from twsbus.sim.contracts import read_contract, resolve_one
+from twsbus.sim.contracts import NO_SECURITY_DEFINITION, read_contract
 from twsbus.sim.msgids import FromClient, ToClient
 from twsbus.sim.order_encoding import commission_report, completed_order, exec_details
-from twsbus.sim.orders import ExecFilter
+from twsbus.sim.order_model import ExecFilter
 from twsbus.sim.registry import handles
 from twsbus.sim.session import ClientSession
 from twsbus.sim.wire import UNSET_DOUBLE, UNSET_INTEGER, Fields
@@ -44,25 +47,45 @@ V_PARAMETRIZED_DAYS_OF_EXECUTIONS = 200
 #: execution, volume, percent change.
 CONDITION_FIELDS = {1: 6, 3: 3, 4: 3, 5: 4, 6: 5, 7: 5}
 
+ERROR_READING_REQUEST = 320
+
 OrderFields = dict[str, Any]
 
 
 class UnreadableOrder(Exception):
-    """A placeOrder whose layout cannot be followed (an order condition of an unknown type)."""
+    """A placeOrder that cannot be read: a field that is not a number where one belongs (TWS:
+    320, "Error reading request"), or an order condition of an unknown type, after which the
+    layout cannot be followed (201)."""
 
-    order_id = 0
+    def __init__(self, message: str, code: int = 201, order_id: int = -1) -> None:
+        super().__init__(message)
+        self.code = code
+        self.order_id = order_id
+
+    @classmethod
+    def unparsable(cls, text: str) -> UnreadableOrder:
+        return cls("Error reading request. Unable to parse data. "
+                   f"java.lang.NumberFormatException: For input string: \"{text}\"",
+                   ERROR_READING_REQUEST)
 
 
 def _dec(f: Fields) -> Decimal:
+    """A quantity: an empty field is no size (refused later as zero); text must be a number."""
     text = f.str()
     try:
-        return Decimal(text) if text else Decimal(0)
+        value = Decimal(text) if text else Decimal(0)
     except InvalidOperation:
-        return Decimal(0)
+        raise UnreadableOrder.unparsable(text) from None
+    if not value.is_finite():
+        raise UnreadableOrder.unparsable(text)
+    return value
 
 
 def _dbl(f: Fields) -> float:
-    return f.float(UNSET_DOUBLE)
+    value = f.float(UNSET_DOUBLE)
+    if math.isnan(value):
+        raise UnreadableOrder.unparsable("NaN")
+    return value
 
 
 def _int(f: Fields) -> int:
@@ -180,7 +203,8 @@ def _bench_conditions_adjusted(f: Fields, p: OrderFields) -> None:
         kind = f.str()
         width = CONDITION_FIELDS.get(int(kind) if kind.lstrip("-").isdigit() else -1)
         if width is None:
-            raise UnreadableOrder(f"order condition of unknown type {kind!r}")
+            raise UnreadableOrder(f"Order rejected - reason:order condition of unknown type "
+                                  f"{kind!r}")
         conditions.append([kind, *(f.str() for _ in range(width))])
     p["conditions"] = conditions
     if conditions:
@@ -272,25 +296,37 @@ def order_defaults() -> OrderFields:
 
 
 def parse_place_order(f: Fields, v: int) -> tuple[int, dict[str, Any], OrderFields]:
-    """(orderId, contract spec, order fields) of a placeOrder request at server version v."""
-    order_id = f.int()
-    spec = read_contract(f)
-    spec["secIdType"], spec["secId"] = f.str(), f.str()
-    p = order_defaults()
-    p["exchange"] = spec["exchange"]
-    _main(f, p)
-    if spec["secType"].upper() == "BAG":
-        _combo(f, p)
-    _allocation(f, v, p)
-    _short_sale_to_trail(f, p)
-    _scale_to_randomize(f, p)
+    """(orderId, contract spec, order fields) of a placeOrder request at server version v.
+    Raises UnreadableOrder (with the order id, when that much could be read)."""
+    order_id = -1
     try:
+        order_id = f.int()
+        spec = read_contract(f)
+        spec["secIdType"], spec["secId"] = f.str(), f.str()
+        p = order_defaults()
+        p["exchange"] = spec["exchange"]
+        _main(f, p)
+        if spec["secType"].upper() == "BAG":
+            _combo(f, p)
+        _allocation(f, v, p)
+        _short_sale_to_trail(f, p)
+        _scale_to_randomize(f, p)
         _bench_conditions_adjusted(f, p)
+        _version_tail(f, v, p, spec["exchange"])
     except UnreadableOrder as exc:
         exc.order_id = order_id
         raise
-    _version_tail(f, v, p, spec["exchange"])
+    except (ValueError, OverflowError) as exc:  # Fields.int / .float on text not a number
+        unreadable = UnreadableOrder.unparsable(_offending_text(exc))
+        unreadable.order_id = order_id
+        raise unreadable from exc
     return order_id, spec, p
+
+
+def _offending_text(exc: ArithmeticError | ValueError) -> str:
+    """The field text a failed int() / float() choked on (Python quotes it last)."""
+    found = re.search(r"'(.*)'$", str(exc))
+    return found.group(1) if found else str(exc)
 
 
 # ---- handlers ------------------------------------------------------------------------------
@@ -301,11 +337,15 @@ def place_order(s: ClientSession, f: Fields) -> None:
     try:
         order_id, spec, p = parse_place_order(f, s.version)
     except UnreadableOrder as exc:
-        s.error(exc.order_id, 201, f"Order rejected - reason:{exc}")
+        s.sim.orders.refuse(s, exc.order_id, exc.code, str(exc))
         return
-    inst = resolve_one(s, order_id, spec)
-    if inst is not None:
-        s.sim.orders.place(s, order_id, inst, p)
+    found = s.sim.universe.find(spec)
+    if len(found) != 1:
+        s.sim.orders.refuse(s, order_id, NO_SECURITY_DEFINITION, (
+            f"The contract description specified for {spec.get('symbol')} is ambiguous"
+            if found else "No security definition has been found for the request"))
+        return
+    s.sim.orders.place(s, order_id, found[0], p)
 
 
 @handles(FromClient.CANCEL_ORDER)
@@ -326,7 +366,7 @@ def global_cancel(s: ClientSession, f: Fields) -> None:
 @handles(FromClient.REQ_OPEN_ORDERS)
 def open_orders(s: ClientSession, f: Fields) -> None:
     book = s.sim.orders
-    book.send_open_orders(s, book.live_orders(s.client_id or 0))
+    book.send_open_orders(s, book.open_orders_of(s))
 
 
 @handles(FromClient.REQ_ALL_OPEN_ORDERS)
@@ -341,11 +381,15 @@ def auto_open_orders(s: ClientSession, f: Fields) -> None:
     bind = f.bool()
     if s.client_id == 0:  # TWS binds only clientId 0 (the one that may take over TWS orders)
         s.sim.orders.set_auto_bind(s, bind)
+    elif bind:
+        s.error(-1, 327, "Only API connections with clientId set to 0 can set the auto bind "
+                         "TWS orders property.")
 
 
 @handles(FromClient.REQ_COMPLETED_ORDERS)
 def completed_orders(s: ClientSession, f: Fields) -> None:
-    for o in s.sim.orders.completed_orders():  # apiOnly: every simulator order is an API order
+    api_only = f.bool()  # leave out orders entered by hand in TWS
+    for o in s.sim.orders.completed_orders(api_only):
         s.send(*completed_order(s.version, o))
     s.send(ToClient.COMPLETED_ORDERS_END)
 

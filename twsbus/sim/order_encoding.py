@@ -3,7 +3,7 @@ execDetails and commissionReport, each laid out for the session's negotiated ser
 
 openOrder and completedOrder share most of their sections but not all of them, nor their order,
 so each is assembled from small per-section functions named after what the section carries.
-The order state (``SimOrder``, ``Fill``) lives in ``orders.py``; this module only renders it.
+The order state (``SimOrder``, ``Fill``) lives in ``order_model.py``; this module only renders it.
 Server versions below 157 are never negotiated (the simulator's floor), so only the branches
 from 157 up are modelled.
 """
@@ -20,7 +20,7 @@ from twsbus.sim.msgids import ToClient
 from twsbus.sim.wire import UNSET_DOUBLE, UNSET_INTEGER
 
 if TYPE_CHECKING:
-    from twsbus.sim.orders import Fill, SimOrder
+    from twsbus.sim.order_model import Fill, SimOrder
     from twsbus.sim.universe import Instrument
 
 V_DURATION = 158

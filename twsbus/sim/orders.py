@@ -1,181 +1,166 @@
-"""The simulator's order book: order ids, live and completed orders, deterministic matching,
-executions and commission reports.
+"""The simulator's order book: order ids, live and completed orders, executions, and who hears
+about them.
 
-Orders are keyed by (clientId, orderId) as in TWS, where order ids belong to the client that
-placed them. Matching is deterministic against ``sim.market``: a market order fills at once at
-the ask (buy) or bid (sell), a limit order fills at that quote as soon as it is marketable, a
-stop becomes a market (or limit) order once the last price crosses its aux price. Orders that
-rest are re-checked by one matcher task every ``tick_interval``; it steps an instrument's random
-walk itself only when nothing else (a market-data stream) moved it since the last check. Every
-state change goes out as openOrder + orderStatus to the placing client and to clientId-0
-sessions that asked for auto-binding; fills add execDetails and a commission report.
+Orders are kept by permId; API orders are also found by (clientId, orderId), as in TWS, where an
+order id belongs to the client that placed it. The order id rules are TWS's (IB message codes
+103, 104 and 105, as IB documents them):
+
+* a placeOrder naming a live order of the same client modifies it, unless the contract or the
+  side differ: 105 "Order being modified does not match original order";
+* naming a filled order is 104 "Can't modify a filled order"; any other finished order
+  (cancelled, rejected) is 103 "Duplicate order id";
+* a new order must carry an id greater than every id its client has sent before, in any
+  session (TWS remembers them per clientId), else 103. A placeOrder TWS refuses still uses up
+  its id.
+
+nextValidId is one past the highest id any client has used. With
+``SimConfig.rollback_next_valid_id`` every new connection resets it to 1, as gateways that lost
+their settings have been seen to do; the ids stay used, so a client that trusts the rolled-back
+number gets 103 (or modifies the live order that holds the id).
+
+Orders entered by hand in TWS (``place_manual``) belong to clientId 0 and carry order id 0 until
+an API client binds them: clientId 0's reqOpenOrders binds the open ones, reqAutoOpenOrders(true)
+binds each new one as it is placed, and binding gives them negative ids (-1, -2, ...), as TWS
+does with "use negative numbers to bind automatic orders". reqAllOpenOrders shows them unbound.
+
+Every state change goes out as openOrder + orderStatus to the placing client, to clientId-0
+sessions bound with reqAutoOpenOrders, and (manual orders, once bound) to clientId 0; fills add
+execDetails and a commission report. Resting orders keep working while their client is away; it
+catches up on reconnecting with reqOpenOrders, reqCompletedOrders and reqExecutions.
+
+``Stats.orders`` counts: placed (new API orders taken), manual, modified (modifications taken),
+cancelled (orders that ended cancelled, whoever cancelled them), rejected (placeOrders refused
+with any error but 103, and rejections from TWS's side), duplicate_id_errors (103s) and
+executions.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from collections import deque
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from twsbus.sim import order_encoding as enc
+from twsbus.sim.matching import Matcher
 from twsbus.sim.msgids import ToClient
+from twsbus.sim.order_model import COMMISSION_PER_FILL, ExecFilter, Fill, Ledger, SimOrder
+from twsbus.sim.order_rules import Refusal, refusal
 from twsbus.sim.session import SessionState
-from twsbus.sim.wire import UNSET_DOUBLE, UNSET_INTEGER
+from twsbus.sim.wire import UNSET_DOUBLE
 
 if TYPE_CHECKING:
     from twsbus.sim.server import Simulator
     from twsbus.sim.session import ClientSession
     from twsbus.sim.universe import Instrument
 
+__all__ = ["COMMISSION_PER_FILL", "ExecFilter", "Fill", "OrderBook", "SimOrder", "UnknownOrder"]
+
 log = logging.getLogger("twsbus.sim")
 
-SUPPORTED_TYPES = ("MKT", "LMT", "STP", "STP LMT")
-#: Statuses of an order that can still fill or be cancelled.
-LIVE = frozenset({"PendingSubmit", "ApiPending", "PreSubmitted", "Submitted", "Inactive"})
-COMMISSION_PER_FILL = 1.0
 FIRST_PERM_ID = 1_000_000_001
 EXEC_ID_BASE = 0x6553E9C1
+DUPLICATE_ORDER_ID = Refusal(103, "Duplicate order id")
+FILLED_ORDER = Refusal(104, "Can't modify a filled order")
+MODIFY_MISMATCH = Refusal(105, "Order being modified does not match original order")
+#: How many refused placeOrders ``history()`` remembers.
+REFUSED_KEPT = 1000
 
 
-@dataclass(eq=False)
-class SimOrder:
-    order_id: int
-    client_id: int
-    perm_id: int
-    inst: Instrument
-    #: The order's attributes as the client sent them, keyed by ibapi's ``Order`` field names.
-    p: dict[str, Any]
-    account: str
-    status: str = "PendingSubmit"
-    filled: Decimal = Decimal(0)
-    avg_price: float = 0.0
-    last_price: float = 0.0
-    why_held: str = ""
-    triggered: bool = False
-    commission: float | None = None
-    margins: dict[str, Any] | None = None
-    parent_perm_id: int = UNSET_INTEGER
-    completed_at: float | None = None
-    completed_status: str = ""
-
-    @property
-    def key(self) -> tuple[int, int]:
-        return (self.client_id, self.order_id)
-
-    @property
-    def buy(self) -> bool:
-        return self.p["action"] == "BUY"
-
-    @property
-    def order_type(self) -> str:
-        return str(self.p["orderType"]).upper()
-
-    @property
-    def remaining(self) -> Decimal:
-        """What was left unfilled; a cancelled order keeps reporting it, as TWS does."""
-        return self.p["totalQuantity"] - self.filled
-
-    @property
-    def live(self) -> bool:
-        return self.status in LIVE
-
-    @property
-    def working(self) -> bool:
-        """Transmitted, not held behind a parent, not done: the matcher looks at it."""
-        return self.status == "Submitted"
-
-
-@dataclass(eq=False)
-class Fill:
-    exec_id: str
-    order: SimOrder
-    time: float
-    side: str  # BOT / SLD
-    shares: Decimal
-    price: float
-    cum_qty: Decimal
-    avg_price: float
-    commission: float
-    realized_pnl: float = UNSET_DOUBLE
-
-
-@dataclass
-class _Position:
-    qty: Decimal = Decimal(0)
-    avg_cost: float = 0.0
-
-
-@dataclass
-class ExecFilter:
-    client_id: int = 0
-    account: str = ""
-    since: float | None = None
-    symbol: str = ""
-    sec_type: str = ""
-    exchange: str = ""
-    side: str = ""
-    #: From server version 200: fills of the last N days, or of these YYYYMMDD dates.
-    last_n_days: int | None = None
-    dates: set[str] = field(default_factory=set)
-
-    def matches(self, fill: Fill) -> bool:
-        o = fill.order
-        if self.client_id and o.client_id != self.client_id:
-            return False
-        if self.account and o.account != self.account:
-            return False
-        if self.since is not None and fill.time < self.since:
-            return False
-        if self.last_n_days is not None and fill.time < time.time() - self.last_n_days * 86400:
-            return False
-        if self.dates and enc.tws_time(200, fill.time)[:8] not in self.dates:
-            return False
-        if self.symbol and o.inst.symbol.upper() != self.symbol.upper():
-            return False
-        if self.sec_type and o.inst.sec_type.upper() != self.sec_type.upper():
-            return False
-        if self.exchange and self.exchange.upper() not in (
-                enc.execution_exchange(o.inst), o.p.get("exchange", "").upper()):
-            return False
-        if self.side and {"BUY": "BOT", "SELL": "SLD"}.get(self.side.upper(),
-                                                          self.side.upper()) != fill.side:
-            return False
-        return True
+class UnknownOrder(LookupError):
+    """A control request named an order the book never had."""
 
 
 class OrderBook:
     def __init__(self, sim: Simulator) -> None:
         self.sim = sim
+        self.matcher = Matcher(self)
+        self.ledger = Ledger()
+        self.fills: list[Fill] = []
         self._next_id = 1
         self._next_perm = FIRST_PERM_ID
-        self._orders: dict[tuple[int, int], SimOrder] = {}
-        self.fills: list[Fill] = []
-        self._positions: dict[tuple[str, int], _Position] = {}
+        self._next_bound = -1
+        self._orders: dict[int, SimOrder] = {}  # by permId, oldest first
+        self._by_id: dict[tuple[int, int], SimOrder] = {}  # (clientId, orderId), bound only
+        self._max_id: dict[int, int] = {}  # clientId -> the highest order id it has sent
         self._auto_bound: set[ClientSession] = set()
-        self._seen_steps: dict[int, int] = {}
-        self._matcher: asyncio.Task[None] | None = None
+        self._refused: deque[dict[str, Any]] = deque(maxlen=REFUSED_KEPT)
+
+    def __repr__(self) -> str:
+        return (f"<OrderBook orders={len(self._orders)} live={len(self.live_orders())} "
+                f"fills={len(self.fills)} nextValidId={self._next_id}>")
+
+    # ---- order ids ----------------------------------------------------------------------------
 
     def next_order_id(self) -> int:
         return self._next_id
 
+    def on_connect(self) -> None:
+        """A client connected: a gateway that forgot its ids starts counting at 1 again."""
+        if self.sim.config.rollback_next_valid_id:
+            self._next_id = 1
+
+    def _use_id(self, client_id: int, order_id: int) -> bool:
+        """Record that ``client_id`` sent ``order_id``; True if no lower-or-equal id came before."""
+        fresh = order_id > self._max_id.get(client_id, 0)
+        self._next_id = max(self._next_id, order_id + 1)
+        self._max_id[client_id] = max(self._max_id.get(client_id, 0), order_id)
+        return fresh
+
+    def _perm_id(self) -> int:
+        perm = self._next_perm
+        self._next_perm += 1
+        return perm
+
+    def _add(self, o: SimOrder) -> None:
+        self._orders[o.perm_id] = o
+        if o.order_id:
+            self._by_id[o.key] = o
+
+    def _bind(self, o: SimOrder) -> None:
+        """Give a manual order an API order id (negative, as TWS binds them)."""
+        o.order_id, self._next_bound = self._next_bound, self._next_bound - 1
+        self._by_id[o.key] = o
+
     # ---- queries ------------------------------------------------------------------------------
 
     def get(self, client_id: int, order_id: int) -> SimOrder | None:
-        return self._orders.get((client_id, order_id))
+        return self._by_id.get((client_id, order_id))
+
+    def by_perm(self, perm_id: int) -> SimOrder | None:
+        return self._orders.get(perm_id)
+
+    def find(self, args: dict[str, Any]) -> SimOrder:
+        """The order a control request names: ``{"permId": N}`` or ``{"orderId", "clientId"}``."""
+        if "permId" in args:
+            o = self.by_perm(int(args["permId"]))
+        else:
+            o = self.get(int(args.get("clientId", 0)), int(args["orderId"]))
+        if o is None:
+            raise UnknownOrder(f"no order {args}")
+        return o
 
     def live_orders(self, client_id: int | None = None) -> list[SimOrder]:
         return [o for o in self._orders.values()
                 if o.live and (client_id is None or o.client_id == client_id)]
 
-    def completed_orders(self) -> list[SimOrder]:
-        done = [o for o in self._orders.values() if not o.live]
+    def working_orders(self, con_id: int | None = None) -> list[SimOrder]:
+        return [o for o in self._orders.values()
+                if o.working and (con_id is None or o.inst.con_id == con_id)]
+
+    def completed_orders(self, api_only: bool = False) -> list[SimOrder]:
+        done = [o for o in self._orders.values()
+                if not o.live and not (api_only and o.manual)]
         return sorted(done, key=lambda o: o.completed_at or 0.0)
 
     def executions(self, flt: ExecFilter) -> list[Fill]:
         return [f for f in self.fills if flt.matches(f)]
+
+    def history(self) -> dict[str, Any]:
+        """Every order the book took, oldest first, and the placeOrders it refused."""
+        return {"orders": [o.row() for o in self._orders.values()],
+                "refused": list(self._refused)}
 
     def set_auto_bind(self, session: ClientSession, on: bool) -> None:
         if on:
@@ -187,58 +172,83 @@ class OrderBook:
 
     def place(self, s: ClientSession, order_id: int, inst: Instrument, p: dict[str, Any]) -> None:
         client_id = s.client_id or 0
-        self._next_id = max(self._next_id, order_id + 1)
-        reason = self._invalid(p)
-        if reason:
-            s.error(order_id, 201, f"Order rejected - reason:{reason}")
-            return
-        account = p["account"] or self.sim.config.accounts[0]
-        existing = self._orders.get((client_id, order_id))
+        existing = self._by_id.get((client_id, order_id))
+        fresh = self._use_id(client_id, order_id)
         if existing is not None:
+            existing.places += 1
+        verdict = refusal(p, self.sim.config.accounts)
+        if verdict is not None:
+            self._refuse(s, order_id, verdict)
+        elif p["whatIf"]:
+            self._preview(s, order_id, inst, p)
+        elif existing is not None:
             self._modify(s, existing, inst, p)
-            return
-        o = SimOrder(order_id, client_id, self._perm_id(), inst, p, account)
-        if p["whatIf"]:
-            o.status = "PreSubmitted"
-            o.margins = enc.what_if_margins(o, self._fill_reference(o))
-            o.commission = COMMISSION_PER_FILL
-            s.send(*enc.open_order(s.version, o))
-            return
-        parent = self._orders.get((client_id, p["parentId"])) if p["parentId"] else None
+        elif not fresh:
+            self._refuse(s, order_id, DUPLICATE_ORDER_ID)
+        else:
+            self._place_new(s, order_id, inst, p)
+
+    def _place_new(self, s: ClientSession, order_id: int, inst: Instrument,
+                   p: dict[str, Any]) -> None:
+        client_id = s.client_id or 0
+        parent = self._by_id.get((client_id, p["parentId"])) if p["parentId"] else None
         if p["parentId"] and parent is None:
-            s.error(order_id, 201, "Order rejected - reason:Parent order is not found")
+            self._refuse(s, order_id, Refusal(201, "Order rejected - reason:Parent order is "
+                                                   "not found"))
             return
-        self._orders[o.key] = o
+        o = SimOrder(order_id, client_id, self._perm_id(), inst, p,
+                     p["account"] or self.sim.config.accounts[0])
+        self._add(o)
+        self.sim.stats.orders["placed"] += 1
         if parent is not None:
             o.parent_perm_id = parent.perm_id
         o.status = self._initial_status(o, parent)
         self._publish(o)
         if o.p["transmit"] and parent is not None and parent.status == "Inactive":
             self._transmit_bracket(parent)
-        self._try_match(o)
+        self.matcher.try_match(o)
+
+    def _preview(self, s: ClientSession, order_id: int, inst: Instrument,
+                 p: dict[str, Any]) -> None:
+        """whatIf: the margin impact, as an openOrder; nothing is placed."""
+        o = SimOrder(order_id, s.client_id or 0, self._perm_id(), inst, p,
+                     p["account"] or self.sim.config.accounts[0], status="PreSubmitted")
+        o.margins = enc.what_if_margins(o, self.matcher.reference_price(o))
+        o.commission = COMMISSION_PER_FILL
+        s.send(*enc.open_order(s.version, o))
 
     def _modify(self, s: ClientSession, o: SimOrder, inst: Instrument, p: dict[str, Any]) -> None:
-        if inst.con_id != o.inst.con_id:
-            s.error(o.order_id, 103, "Duplicate order id")
-            return
         if o.status == "Filled":
-            s.error(o.order_id, 104, "Can't modify a filled order")
-            return
-        if not o.live:
-            s.error(o.order_id, 103, "Duplicate order id")
-            return
-        if p["totalQuantity"] < o.filled:
-            s.error(o.order_id, 201, "Order rejected - reason:The quantity is below what has "
-                                     "already been filled")
-            return
-        p["parentId"] = o.p["parentId"]
-        o.p = p
-        o.triggered = False
-        if o.status == "Inactive" and p["transmit"]:
-            parent = self._orders.get((o.client_id, p["parentId"])) if p["parentId"] else None
-            o.status = self._initial_status(o, parent)
-        self._publish(o)
-        self._try_match(o)
+            self._refuse(s, o.order_id, FILLED_ORDER)
+        elif not o.live:
+            self._refuse(s, o.order_id, DUPLICATE_ORDER_ID)
+        elif inst.con_id != o.inst.con_id or p["action"] != o.p["action"]:
+            self._refuse(s, o.order_id, MODIFY_MISMATCH)
+        elif p["totalQuantity"] < o.filled:
+            self._refuse(s, o.order_id, Refusal(201, "Order rejected - reason:The quantity is "
+                                                     "below what has already been filled"))
+        else:
+            p["parentId"] = o.p["parentId"]
+            o.p = p
+            o.triggered = False
+            self.sim.stats.orders["modified"] += 1
+            if o.status == "Inactive" and p["transmit"]:
+                parent = self._by_id.get((o.client_id, p["parentId"])) if p["parentId"] else None
+                o.status = self._initial_status(o, parent)
+            self._publish(o)
+            self.matcher.try_match(o)
+
+    def _refuse(self, s: ClientSession, order_id: int, verdict: Refusal) -> None:
+        self.refuse(s, order_id, verdict.code, verdict.message)
+
+    def refuse(self, s: ClientSession, order_id: int, code: int, message: str) -> None:
+        """Answer a placeOrder with an error (its id is used up all the same); the book
+        remembers it for ``history()``."""
+        self._use_id(s.client_id or 0, order_id)
+        s.error(order_id, code, message)
+        self.sim.stats.orders["duplicate_id_errors" if code == 103 else "rejected"] += 1
+        self._refused.append({"clientId": s.client_id, "orderId": order_id, "code": code,
+                              "message": message, "time": time.time()})
 
     def _initial_status(self, o: SimOrder, parent: SimOrder | None) -> str:
         if not o.p["transmit"]:
@@ -257,35 +267,28 @@ class OrderBook:
                 child.p["transmit"] = True
                 child.status = "PreSubmitted"
                 self._publish(child)
-        self._try_match(parent)
+        self.matcher.try_match(parent)
 
-    def _invalid(self, p: dict[str, Any]) -> str:
-        action = str(p["action"]).upper()
-        p["action"] = "SELL" if action == "SSHORT" else action
-        if p["action"] not in ("BUY", "SELL"):
-            return f"Invalid action {action!r}"
-        if p["totalQuantity"] <= 0:
-            return "Order quantity must be positive"
-        order_type = str(p["orderType"]).upper()
-        if order_type not in SUPPORTED_TYPES:
-            return f"Order type {p['orderType']!r} is not supported by this simulator"
-        if order_type in ("LMT", "STP LMT") and p["lmtPrice"] == UNSET_DOUBLE:
-            return "Limit price is missing"
-        if order_type in ("STP", "STP LMT") and p["auxPrice"] == UNSET_DOUBLE:
-            return "Stop price is missing"
-        if p["account"] and p["account"] not in self.sim.config.accounts:
-            return f"Invalid account code {p['account']}"
-        return ""
+    def place_manual(self, inst: Instrument, p: dict[str, Any]) -> SimOrder:
+        """An order entered by hand in TWS: clientId 0, order id 0 until an API client binds it.
+        Raises ValueError with TWS's message when TWS would refuse it."""
+        verdict = refusal(p, self.sim.config.accounts)
+        if verdict is not None:
+            raise ValueError(verdict.message)
+        o = SimOrder(0, 0, self._perm_id(), inst, p, p["account"] or self.sim.config.accounts[0],
+                     manual=True, status="Submitted")
+        self._add(o)
+        self.sim.stats.orders["manual"] += 1
+        if self._binders():
+            self._bind(o)
+        self._publish(o)
+        self.matcher.try_match(o)
+        return o
 
-    def _perm_id(self) -> int:
-        perm = self._next_perm
-        self._next_perm += 1
-        return perm
-
-    # ---- cancelling ---------------------------------------------------------------------------
+    # ---- cancelling and rejecting -------------------------------------------------------------
 
     def cancel(self, s: ClientSession, order_id: int) -> None:
-        o = self._orders.get((s.client_id or 0, order_id))
+        o = self._by_id.get((s.client_id or 0, order_id))
         if o is None:
             s.error(order_id, 10147,
                     f"OrderId {order_id} that needs to be cancelled is not found.")
@@ -305,126 +308,88 @@ class OrderBook:
                 self._cancel(o)
         return len(live)
 
+    def cancel_in_tws(self, o: SimOrder) -> None:
+        """Cancelled from TWS's own window (or by IB): the API hears status Cancelled and 202."""
+        self._require_live(o)
+        self._cancel(o)
+
+    def reject(self, o: SimOrder, reason: str) -> None:
+        """Rejected by IB or the exchange after it was accepted: error 201, then status
+        Cancelled, which IB documents for exactly this ("IB or the destination has rejected
+        your order")."""
+        self._require_live(o)
+        for s in self._audience(o):
+            s.error(o.order_id, 201, f"Order rejected - reason:{reason}")
+        self.sim.stats.orders["rejected"] += 1
+        self._finish(o, "Cancelled", f"Rejected - {reason}")
+        for child in self._children(o):
+            if child.live:
+                self._cancel(child, "Parent order rejected")
+
     def _cancel(self, o: SimOrder, reason: str = "") -> None:
-        o.status = "Cancelled"
-        o.completed_at = time.time()
-        o.completed_status = reason or "Cancelled by Trader"
-        self._publish(o)
+        self.sim.stats.orders["cancelled"] += 1
+        self._finish(o, "Cancelled", reason or "Cancelled by Trader")
         for s in self._audience(o):
             s.error(o.order_id, 202, f"Order Canceled - reason:{reason}")
         for child in self._children(o):
             if child.live:
                 self._cancel(child)
 
-    # ---- matching -----------------------------------------------------------------------------
+    def _finish(self, o: SimOrder, status: str, completed_status: str) -> None:
+        o.status = status
+        o.completed_at = time.time()
+        o.completed_status = completed_status
+        self._publish(o)
 
-    def check(self, con_id: int) -> None:
-        """Fill whatever resting orders on ``con_id`` the current quote makes marketable."""
-        for o in list(self._orders.values()):
-            if o.inst.con_id == con_id:
-                self._try_match(o)
+    @staticmethod
+    def _require_live(o: SimOrder) -> None:
+        if not o.live:
+            raise ValueError(f"order permId {o.perm_id} is {o.status}")
 
-    def _try_match(self, o: SimOrder) -> None:
-        if not o.working:
-            return
-        price = self._fill_price(o)
-        if price is not None:
-            self._fill(o, price)
-        elif o.working:
-            self._ensure_matcher()
+    # ---- executions ---------------------------------------------------------------------------
 
-    def _fill_price(self, o: SimOrder) -> float | None:
-        q = self.sim.market.quote(o.inst.con_id)
-        t = o.order_type
-        if t in ("STP", "STP LMT") and not o.triggered:
-            aux = o.p["auxPrice"]
-            if not (q.last >= aux if o.buy else q.last <= aux):
-                return None
-            o.triggered = True
-        touch = q.ask if o.buy else q.bid
-        if t in ("MKT", "STP"):
-            return touch
-        lmt = o.p["lmtPrice"]
-        if (o.buy and lmt >= touch) or (not o.buy and lmt <= touch):
-            return touch
-        return None
+    def force_fill(self, o: SimOrder, price: float | None = None,
+                   quantity: Decimal | None = None) -> Fill:
+        """Fill ``quantity`` (default: all that remains) of a live order now, at ``price``
+        (default: its limit, else the touch), whatever the quote says."""
+        self._require_live(o)
+        shares = o.remaining if quantity is None else quantity
+        if not 0 < shares <= o.remaining:
+            raise ValueError(f"quantity {shares} is not in (0, {o.remaining}]")
+        if price is None:
+            lmt = o.p["lmtPrice"]
+            price = lmt if lmt != UNSET_DOUBLE else self.matcher.reference_price(o)
+        return self.execute(o, price, shares)
 
-    def _fill_reference(self, o: SimOrder) -> float:
-        q = self.sim.market.quote(o.inst.con_id)
-        return q.ask if o.buy else q.bid
-
-    def _ensure_matcher(self) -> None:
-        if self._matcher is None or self._matcher.done():
-            self._matcher = self.sim.spawn(self._match_loop())
-
-    async def _match_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.sim.config.tick_interval)
-            working = sorted({o.inst.con_id for o in self._orders.values() if o.working})
-            if not working:
-                return
-            for con_id in working:
-                try:
-                    q = self.sim.market.quote(con_id)
-                    if self._seen_steps.get(con_id) == q.steps:
-                        q = self.sim.market.step(con_id)
-                    self._seen_steps[con_id] = q.steps
-                    self.check(con_id)
-                except Exception:
-                    log.exception("order matcher failed on conId %d", con_id)
-
-    # ---- fills --------------------------------------------------------------------------------
-
-    def _fill(self, o: SimOrder, price: float) -> None:
-        shares = o.remaining
+    def execute(self, o: SimOrder, price: float, shares: Decimal) -> Fill:
+        """Book an execution of ``shares`` at ``price`` and tell everyone who follows ``o``."""
         now = time.time()
         notional = float(o.filled) * o.avg_price + float(shares) * price
         o.filled += shares
         o.avg_price = round(notional / float(o.filled), 8)  # no float noise on one fill
         o.last_price = price
         o.commission = (o.commission or 0.0) + COMMISSION_PER_FILL
-        o.status = "Filled"
-        o.completed_at = now
-        o.completed_status = "Filled"
+        done = o.remaining <= 0
+        if done:
+            o.status, o.completed_at, o.completed_status = "Filled", now, "Filled"
         fill = Fill(
             exec_id=f"0000{self.sim.config.seed & 0xFFFF:04x}.{EXEC_ID_BASE + len(self.fills):08x}"
                     ".01.01",
             order=o, time=now, side="BOT" if o.buy else "SLD", shares=shares, price=price,
             cum_qty=o.filled, avg_price=o.avg_price, commission=COMMISSION_PER_FILL,
         )
-        fill.realized_pnl = self._realize(o, shares, price, COMMISSION_PER_FILL)
+        fill.realized_pnl = self.ledger.realize(o, shares, price, COMMISSION_PER_FILL)
         self.fills.append(fill)
+        o.executions.append(fill)
+        self.sim.stats.orders["executions"] += 1
         self._apply_to_accounts(o, shares, price)
         for s in self._audience(o):
             s.send(*enc.exec_details(s.version, -1, fill))
             s.send(*enc.open_order(s.version, o))
             s.send(*enc.order_status(s.version, o))
             s.send(*enc.commission_report(fill))
-        self._after_fill(o)
-
-    def _realize(self, o: SimOrder, shares: Decimal, price: float, commission: float) -> float:
-        """Realized P&L of the closing part of a fill; opening trades have none (IB sends its
-        unset sentinel). As at IB, an opening commission goes into the average cost, so the
-        P&L of a round trip is net of both commissions."""
-        pos = self._positions.setdefault((o.account, o.inst.con_id), _Position())
-        mult = float(o.inst.multiplier or 1)
-        signed = shares if o.buy else -shares
-        realized = UNSET_DOUBLE
-        if pos.qty and (pos.qty > 0) != (signed > 0):
-            closed = min(abs(signed), abs(pos.qty))
-            direction = 1.0 if pos.qty > 0 else -1.0
-            realized = (price * mult - pos.avg_cost) * float(closed) * direction - commission
-            commission = 0.0
-            pos.qty += closed if signed > 0 else -closed
-            signed -= closed if signed > 0 else -closed
-        if signed:
-            total = pos.qty + signed
-            pos.avg_cost = (float(pos.qty) * pos.avg_cost + float(signed) * price * mult
-                            + commission) / float(total)
-            pos.qty = total
-        elif not pos.qty:
-            pos.avg_cost = 0.0
-        return realized
+        self._after_execution(o, done)
+        return fill
 
     def _apply_to_accounts(self, o: SimOrder, shares: Decimal, price: float) -> None:
         accounts = getattr(self.sim, "accounts", None)
@@ -436,39 +401,58 @@ class OrderBook:
         except Exception:
             log.exception("accounts did not take the fill of order %d", o.order_id)
 
-    def _after_fill(self, o: SimOrder) -> None:
-        for child in self._children(o):
-            if child.status == "PreSubmitted":
-                child.status = "Submitted"
-                self._publish(child)
-                self._try_match(child)
+    def _after_execution(self, o: SimOrder, done: bool) -> None:
+        if done:
+            for child in self._children(o):
+                if child.status == "PreSubmitted":
+                    child.status = "Submitted"
+                    self._publish(child)
+                    self.matcher.try_match(child)
         group = o.p["ocaGroup"]
-        if group:
+        if group:  # one fill in an OCA group cancels the rest of the group
             for other in list(self._orders.values()):
                 if other is not o and other.live and other.p["ocaGroup"] == group \
                         and other.account == o.account:
                     self._cancel(other, "OCA group fill")
 
     def _children(self, parent: SimOrder) -> list[SimOrder]:
+        if not parent.order_id:
+            return []
         return [c for c in self._orders.values()
                 if c.client_id == parent.client_id and c.p["parentId"] == parent.order_id]
 
     # ---- delivery -----------------------------------------------------------------------------
 
-    def _audience(self, o: SimOrder) -> list[ClientSession]:
-        """The placing client's session(s) and clientId-0 sessions bound with autoOpenOrders."""
-        out = [s for s in self.sim.ready_sessions() if s.client_id == o.client_id]
+    def _binders(self) -> list[ClientSession]:
+        """clientId-0 sessions that asked for reqAutoOpenOrders(true) and are still here."""
         for s in list(self._auto_bound):
             if s.state is SessionState.CLOSED:
                 self._auto_bound.discard(s)
-            elif s.state is SessionState.READY and s not in out:
-                out.append(s)
+        return [s for s in self._auto_bound if s.state is SessionState.READY]
+
+    def _audience(self, o: SimOrder) -> list[ClientSession]:
+        """The owning client's session (for a manual order: clientId 0, once bound) and the
+        clientId-0 sessions bound with reqAutoOpenOrders."""
+        owner_hears = not o.manual or o.order_id != 0
+        out = [s for s in self.sim.ready_sessions()
+               if owner_hears and s.client_id == o.client_id]
+        out += [s for s in self._binders() if s not in out]
         return out
 
     def _publish(self, o: SimOrder) -> None:
         for s in self._audience(o):
             s.send(*enc.open_order(s.version, o))
             s.send(*enc.order_status(s.version, o))
+
+    def open_orders_of(self, s: ClientSession) -> list[SimOrder]:
+        """reqOpenOrders: this client's live orders; from clientId 0 it first binds the open
+        manual orders nobody bound yet."""
+        client_id = s.client_id or 0
+        if client_id == 0:
+            for o in self.live_orders():
+                if o.manual and not o.order_id:
+                    self._bind(o)
+        return self.live_orders(client_id)
 
     def send_open_orders(self, s: ClientSession, orders: list[SimOrder]) -> None:
         for o in orders:

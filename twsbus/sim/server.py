@@ -54,6 +54,12 @@ class SimConfig(msgspec.Struct, kw_only=True):
     farm_messages_on_connect: bool = True
     #: Synthetic stocks SYN0001.. (conIds 900_000_001..) added to the universe (benchmarks).
     extra_instruments: int = 0
+    #: An order larger than the size at the touch fills in several executions, one matcher
+    #: pass at a time; off, every order fills whole at the touch.
+    partial_fills: bool = True
+    #: Every new connection resets nextValidId to 1 (a gateway that lost its settings); the
+    #: order ids already used stay used (see orders.py).
+    rollback_next_valid_id: bool = False
 
 
 class Faults(msgspec.Struct, kw_only=True):
@@ -65,14 +71,21 @@ class Faults(msgspec.Struct, kw_only=True):
     delay: dict[str, float] = msgspec.field(default_factory=dict)
 
 
+#: The order counters ``GET /state`` always shows (see ``OrderBook`` for what each counts).
+ORDER_COUNTS = ("placed", "modified", "cancelled", "rejected", "duplicate_id_errors", "manual",
+                "executions")
+
+
 class Stats:
     """Counters other processes read through the control endpoint."""
 
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
         self.opened: Counter[str] = Counter()
+        self.orders: Counter[str] = Counter()
         self.pacing_violations = 0
         self.unhandled = 0
+        self.handler_errors = 0
         self.connections = 0
 
     def received(self, msg_id: int) -> None:
@@ -87,12 +100,13 @@ class Stats:
 
 class Simulator:
     def __init__(self, config: SimConfig | None = None) -> None:
+        from twsbus.sim import guard
         from twsbus.sim.accounts import Accounts
         from twsbus.sim.market import Market
         from twsbus.sim.orders import OrderBook
         from twsbus.sim.universe import Universe
 
-        load_all()
+        guard.install(load_all())
         self.config = config or SimConfig()
         self.universe = Universe(extra=self.config.extra_instruments)
         self.market = Market(self.universe, self.config.seed)
@@ -133,6 +147,7 @@ class Simulator:
         session = ClientSession(self, reader, writer)
         self.sessions.add(session)
         self.stats.connections += 1
+        self.orders.on_connect()
         # Not tracked in _tasks: connection handlers end when drop_all closes their sockets.
         await session.run()
 
@@ -198,6 +213,8 @@ class Simulator:
             "opened": dict(self.stats.opened),
             "pacing_violations": self.stats.pacing_violations,
             "unhandled": self.stats.unhandled,
+            "handler_errors": self.stats.handler_errors,
+            "orders": {**dict.fromkeys(ORDER_COUNTS, 0), **self.stats.orders},
             "connections": self.stats.connections,
             "faults": msgspec.to_builtins(self.faults),
         }

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 import msgspec
+from ibapi import get_version_string
 from ibapi.client import EClient
 from ibapi.contract import Contract as IBContract
 from ibapi.execution import ExecutionFilter as IBExecutionFilter
@@ -25,6 +26,7 @@ from ibapi.tag_value import TagValue as IBTagValue
 
 from twsbus import messages
 from twsbus.errors import BadRequest
+from twsbus.orders.model import Order, as_order, order_fields
 
 try:  # 10.x only
     from ibapi.order_cancel import OrderCancel as IBOrderCancel
@@ -126,7 +128,8 @@ def to_ib(value: Any, annotation: Any = None) -> Any:
         return _copy_onto(IBOrderCancel(), msgspec.to_builtins(value))
     if isinstance(value, list) and value and isinstance(value[0], messages.TagValue):
         return [IBTagValue(tv.tag, tv.value) for tv in value]
-    if annotation is IBOrder or (isinstance(value, dict) and annotation is not dict):
+    if isinstance(value, Order) or annotation is IBOrder or (
+            isinstance(value, dict) and annotation is not dict):
         return order(value)
     return value
 
@@ -135,28 +138,51 @@ def contract(spec: messages.Contract) -> IBContract:
     return _copy_onto(IBContract(), msgspec.structs.asdict(spec))
 
 
-def order(fields: dict[str, Any]) -> IBOrder:
-    """IB's Order from a JSON object; unknown field names are a 400 that names them."""
+#: ibapi 9.81's Order still carries the deprecated eTradeOnly/firmQuoteOnly flags.
+_LEGACY_ORDER_FLAGS = hasattr(IBOrder(), "eTradeOnly")
+
+
+def order(spec: Order | dict[str, Any]) -> IBOrder:
+    """IB's Order with exactly the fields the caller gave, every other one at ibapi's default.
+
+    ``spec`` (a typed Order or its JSON object) is validated again here, the last stop before
+    TWS: wrong types, non-finite numbers and unprintable strings are a 400 naming the field, and
+    so is a field the installed ibapi does not have. Quantities become Decimal where this ibapi
+    types them so (10.x) and stay int/float where it does not (9.81). ``totalQuantity`` is never
+    left at ibapi's placeholder (10.x: UNSET_DECIMAL, 2**127-1, which ibapi would send as a size;
+    9.81: 0): an order sized by ``cashQty`` sends 0 as IB's samples do, an order with neither is
+    refused."""
+    given = order_fields(as_order(spec))
     ib = IBOrder()
-    known = vars(ib)
-    unknown = sorted(k for k in fields if k not in known)
-    if unknown:
-        raise BadRequest(f"unknown order field(s): {', '.join(unknown)}")
-    for name, value in fields.items():
-        current = known[name]
-        try:
-            if isinstance(current, Decimal):
-                value = Decimal(str(value))
-            elif isinstance(current, float) and isinstance(value, (int, float)):
-                value = float(value)
-            elif isinstance(current, bool) and not isinstance(value, bool):
-                raise TypeError
-            elif isinstance(current, int) and not isinstance(current, bool):
-                value = int(value)
-        except (TypeError, ValueError, ArithmeticError):
-            raise BadRequest(f"order field {name!r}: bad value {value!r}") from None
-        setattr(ib, name, value)
+    defaults = dict(vars(ib))
+    absent = sorted(name for name in given if name not in defaults)
+    if absent:
+        raise BadRequest(f"order field(s) {', '.join(absent)}: not supported by the installed "
+                         f"ibapi {get_version_string()}")
+    for name, value in given.items():
+        setattr(ib, name, _ib_value(name, value, defaults[name]))
+    if "totalQuantity" not in given:
+        if "cashQty" not in given:
+            raise BadRequest("order.totalQuantity: required, a number > 0 (or cashQty for an "
+                             "order sized in cash); an order is never sent without a size")
+        ib.totalQuantity = _ib_value("totalQuantity", 0.0, defaults["totalQuantity"])
+    if _LEGACY_ORDER_FLAGS:
+        # ibapi 9.81 defaults these to True and sends them; TWS has refused them since 2022
+        # (error 10268 "The 'EtradeOnly' order attribute is not supported"). 10.x always
+        # sends False.
+        ib.eTradeOnly = ib.firmQuoteOnly = False
     return ib
+
+
+def _ib_value(name: str, value: Any, default: Any) -> Any:
+    """A validated order value as the installed ibapi types the field (``default``)."""
+    if isinstance(value, list):  # algoParams, smartComboRoutingParams
+        return [IBTagValue(tv.tag, tv.value) for tv in value]
+    if isinstance(default, Decimal):  # 10.x quantities
+        return Decimal(int(value)) if float(value).is_integer() else Decimal(repr(float(value)))
+    if name == "totalQuantity":  # 9.81: an int by default, a float when fractional
+        return int(value) if float(value).is_integer() else float(value)
+    return value
 
 
 def _copy_onto(obj: Any, fields: dict[str, Any]) -> Any:

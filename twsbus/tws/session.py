@@ -3,19 +3,23 @@
 ``TwsSession.run`` keeps a connection up for as long as the daemon lives: connect with a timeout
 (ibapi's own ``connect()`` has none), do the handshake and startApi, wait for nextValidId, then
 feed every frame to IB's ``Decoder`` whose callbacks (``EventWrapper``) emit ``Event``s to the
-sink. IB's ``EClient`` is used only to encode requests; its bytes go to the ``PacedSender``. A loss
-(socket closed, probe unanswered) moves the state to RECONNECTING and retries with exponential
-backoff and jitter. TWS sends no heartbeats, so when nothing has arrived for ``probe_interval`` a
-``reqCurrentTime`` goes out and silence for ``probe_timeout`` after it counts as a dead link.
+sink. IB's ``EClient`` is used only to encode requests; its bytes go to the ``PacedSender``, and
+``call`` returns a ``Ticket`` naming them so that a caller who gives up can ``withdraw`` a request
+TWS has not seen yet. A loss moves the state to RECONNECTING and the ``Backoff`` policy
+(``backoff.py``) says when to try again: within ``reconnect_refused`` while nothing answers the
+port, exponentially only when a TWS answers but the API session fails; ``retries`` records each
+decision. TWS sends no heartbeats, so when nothing has arrived for ``probe_interval`` a
+``reqCurrentTime`` goes out, ahead of any queued requests, and silence for ``probe_timeout`` after
+it counts as a dead link: a link that carries data is never probed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import enum
 import inspect
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -25,18 +29,24 @@ from ibapi import server_versions
 from ibapi.client import EClient
 from ibapi.decoder import Decoder
 
-from twsbus.errors import NotConnected
+from twsbus.errors import BudgetExhausted, NotConnected
+from twsbus.tws.backoff import Backoff, Failure, Retry, Stage, classify
 from twsbus.tws.callbacks import Event, EventWrapper, Sink
 from twsbus.tws.fastpath import decode_fast
 from twsbus.tws.objects import call_args
-from twsbus.tws.pacing import PacedSender
+from twsbus.tws.pacing import Entry, PacedSender, Ticket
 from twsbus.tws.transport import TwsProtocol
+
+__all__ = ["Retry", "Ticket", "TwsConfig", "TwsSession", "TwsState"]
 
 log = logging.getLogger("twsbus.tws")
 
 PROTOBUF_FROM = 201  # MIN_SERVER_VER_PROTOBUF: binary message ids from here on
 PROTOBUF_MSG_ID = 200
 _INTERPRET_TAKES_MSG_ID = len(inspect.signature(Decoder.interpret).parameters) == 3
+#: Retries kept for status and tests (a two-minute restart at 0.5 s makes ~300; the recent ones
+#: say what is going on).
+RETRIES_KEPT = 64
 
 
 class TwsState(enum.Enum):
@@ -53,15 +63,18 @@ class TwsConfig(msgspec.Struct, kw_only=True, frozen=True):
     port: int = 7497
     client_id: int = 0
     connect_timeout: float = 10.0
-    #: Reconnect backoff: starts here, doubles up to ``backoff_max``, jittered by +-20 %.
+    #: While nothing answers the port (refused, or hung up unanswered) and after losing a READY
+    #: link: retry within this many seconds (jittered down to half).
+    reconnect_refused: float = 0.5
+    #: When a TWS answers but the API session fails (handshake timeout, 326, no nextValidId):
+    #: start here, double up to ``backoff_max``, jittered by +-20 %. READY resets it.
     backoff_initial: float = 1.0
     backoff_max: float = 30.0
-    #: A connection that lived this long resets the backoff.
-    stable_after: float = 60.0
-    #: Give up after this many failed attempts in a row (0 = never).
+    #: Give up after this many failed attempts in a row, of any kind (0 = never).
     max_attempts: int = 0
-    probe_interval: float = 10.0
-    probe_timeout: float = 5.0
+    #: Probe a link quiet for this long; no answer within ``probe_timeout`` means it is dead.
+    probe_interval: float = 2.0
+    probe_timeout: float = 1.0
     pacing_rate: float = 45.0
     pacing_burst: int = 5
     max_queue: int = 10_000
@@ -69,14 +82,30 @@ class TwsConfig(msgspec.Struct, kw_only=True, frozen=True):
     max_server_version: int = 0
 
 
+def probe_due_in(now: float, last_rx: float, interval: float) -> float:
+    """Seconds until a probe is due: only a link quiet for ``interval`` is probed."""
+    return max(0.0, last_rx + interval - now)
+
+
 class _Conn:
-    """What EClient expects as ``conn``: it only ever calls sendMsg/isConnected/disconnect."""
+    """What EClient expects as ``conn``: it only ever calls sendMsg/isConnected/disconnect.
+    While ``TwsSession.call`` runs, ``capture`` collects the entries the call queued."""
 
     def __init__(self, session: TwsSession) -> None:
         self._session = session
+        self.capture: list[Entry] | None = None
+        self.refusal: BudgetExhausted | None = None
+        self.first = False
 
     def sendMsg(self, msg: bytes) -> None:
-        self._session.sender.send(msg)
+        try:
+            entry = self._session.sender.send(msg, first=self.first)
+        except BudgetExhausted as exc:
+            if self.capture is not None:
+                self.refusal = exc  # ibapi 10.x turns it into an error callback: call() re-raises
+            raise
+        if self.capture is not None:
+            self.capture.append(entry)
 
     def isConnected(self) -> bool:
         return self._session.protocol is not None
@@ -98,6 +127,8 @@ class TwsSession:
         self.state = TwsState.DISCONNECTED
         self.since = time.time_ns()
         self.sender = PacedSender(config.pacing_rate, config.pacing_burst, config.max_queue)
+        self.backoff = Backoff(config.reconnect_refused, config.backoff_initial,
+                               config.backoff_max, config.max_attempts)
         self.wrapper = EventWrapper(self._on_event)
         self.client = EClient(self.wrapper)
         self.protocol: TwsProtocol | None = None
@@ -106,9 +137,18 @@ class TwsSession:
         self.last_error: str | None = None
         self.reconnects = 0
         self.decode_errors = 0
+        self.probes = 0
+        #: The most recent reconnect decisions, oldest first.
+        self.retries: collections.deque[Retry] = collections.deque(maxlen=RETRIES_KEPT)
+        self._retry_at: float | None = None
         self._next_id = 1
-        self._ready = asyncio.Event()
-        self._lost: asyncio.Event = asyncio.Event()
+        self._conn = _Conn(self)
+        self._ready = asyncio.Event()  # nextValidId arrived on this connection
+        self._up = asyncio.Event()  # state is READY: what wait_ready waits for
+        self._lost = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._stage = Stage.CONNECT
+        self._rejection: str | None = None  # why TWS turned this attempt away (326)
         self._version = 0  # server_version, as a plain int for the frame path
         self._closing = False
 
@@ -122,8 +162,20 @@ class TwsSession:
     def ready(self) -> bool:
         return self.state is TwsState.READY
 
+    @property
+    def last_retry(self) -> Retry | None:
+        return self.retries[-1] if self.retries else None
+
+    @property
+    def next_retry_in(self) -> float | None:
+        """Seconds until the next connect attempt, while one is scheduled."""
+        if self._retry_at is None:
+            return None
+        return max(0.0, self._retry_at - time.monotonic())
+
     async def wait_ready(self, timeout: float | None = None) -> None:
-        await asyncio.wait_for(self._ready.wait(), timeout)
+        """Until the state is READY (``call`` accepts requests)."""
+        await asyncio.wait_for(self._up.wait(), timeout)
 
     def next_id(self) -> int:
         """A request or order id: one counter for both, so an error's id is never ambiguous."""
@@ -131,47 +183,59 @@ class TwsSession:
         self._next_id += 1
         return value
 
+    def reserve_ids(self, highest_used: int) -> None:
+        """Never hand out an id up to ``highest_used`` (the order journal's highest order id:
+        gateways have been seen to roll nextValidId back after a restart)."""
+        self._next_id = max(self._next_id, highest_used + 1)
+
     def call(self, method: str, key: int | None = None, args: dict[str, Any] | None = None,
-             ) -> None:
-        """Encode ``EClient.<method>`` and queue it for sending. Raises NotConnected when the
-        session is not ready, BadRequest when the arguments cannot be built."""
+             ) -> Ticket:
+        """Encode ``EClient.<method>`` and queue it for sending; the ticket names what was
+        queued, for ``withdraw``. Raises NotConnected when the session is not ready,
+        BadRequest when the arguments cannot be built, BudgetExhausted when the outbound queue
+        is full (nothing of the request stays queued then)."""
         if not self.ready:
             raise NotConnected(f"TWS is {self.state.value}")
         positional = call_args(method, key, args or {})
-        getattr(self.client, method)(*positional)
+        conn = self._conn
+        captured: list[Entry] = []
+        conn.capture = captured
+        try:
+            getattr(self.client, method)(*positional)
+            if conn.refusal is not None:
+                raise conn.refusal
+        except BaseException:
+            self.sender.withdraw(Ticket(method, captured))
+            raise
+        finally:
+            conn.capture = None
+            conn.refusal = None
+        return Ticket(method, captured)
+
+    def withdraw(self, ticket: Ticket) -> bool:
+        """Take a request back if none of its messages has been written: True means TWS never
+        saw it (send no cancel); False means it went out (cancel it as usual)."""
+        return self.sender.withdraw(ticket)
 
     async def run(self) -> None:
         """Connect and stay connected until ``close``; the daemon's task group owns this."""
         sender = asyncio.get_running_loop().create_task(self.sender.run(), name="tws-pacing")
-        delay = self.config.backoff_initial
-        attempts = 0
         try:
             while not self._closing:
-                started = time.monotonic()
-                try:
-                    await self._connect()
-                    attempts = 0
-                    await self._serve()
-                except (TimeoutError, OSError, ConnectionError) as exc:
-                    self.last_error = _describe(exc)
-                    log.warning("TWS %s:%d: %s", self.config.host, self.config.port,
-                                self.last_error)
-                finally:
-                    self._teardown()
+                failure, reason = await self._attempt()
                 if self._closing:
                     break
-                attempts += 1
-                if self.config.max_attempts and attempts >= self.config.max_attempts:
-                    log.error("TWS: giving up after %d attempts", attempts)
+                delay = self.backoff.failed(failure)
+                if delay is None:
+                    log.error("TWS: giving up after %d attempts: %s",
+                              self.backoff.attempts, reason)
                     break
-                if time.monotonic() - started > self.config.stable_after:
-                    delay = self.config.backoff_initial
-                self._set_state(TwsState.RECONNECTING)
-                self.reconnects += 1
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(delay * 2, self.config.backoff_max)
+                self._schedule(Retry(failure, delay, self.backoff.attempts, reason))
+                await _wait(self._closed, delay)
+                self._retry_at = None
         finally:
             sender.cancel()
+            self._retry_at = None
             self._teardown()
             self._set_state(TwsState.CLOSED)
 
@@ -185,37 +249,76 @@ class TwsSession:
         self._set_state(TwsState.CLOSING)
         self.drop()
         self._lost.set()
+        self._closed.set()
 
     # ---- connection -----------------------------------------------------------------------
+
+    async def _attempt(self) -> tuple[Failure, str]:
+        """One connection, from connect to its end; returns what kind of failure ended it."""
+        self._stage = Stage.CONNECT
+        self._rejection = None
+        timed_out = False
+        try:
+            await self._connect()
+            await self._serve()
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            timed_out = isinstance(exc, TimeoutError)
+            self.last_error = self._rejection or _describe(exc, self._stage, self.config)
+        finally:
+            peer_spoke = self.protocol is not None and self.protocol.bytes > 0
+            self._teardown()
+        reason = self.last_error or "connection ended"
+        return classify(self._stage, peer_spoke, timed_out), reason
+
+    def _schedule(self, retry: Retry) -> None:
+        previous = self.last_retry
+        self.retries.append(retry)
+        self.reconnects += 1
+        self._retry_at = time.monotonic() + retry.delay
+        self._set_state(TwsState.RECONNECTING)
+        # Refusals repeat twice a second for as long as TWS is down: say so once per change.
+        same = previous is not None and (previous.failure, previous.reason) == (
+            retry.failure, retry.reason)
+        log.log(logging.DEBUG if same else logging.WARNING,
+                "TWS %s:%d: %s (%s); attempt %d in %.2fs", self.config.host, self.config.port,
+                retry.reason, retry.failure.value, retry.attempt + 1, retry.delay)
 
     async def _connect(self) -> None:
         self._set_state(TwsState.CONNECTING if self.reconnects == 0 else TwsState.RECONNECTING)
         cfg = self.config
         loop = asyncio.get_running_loop()
-        self._lost = asyncio.Event()
+        lost = self._lost = asyncio.Event()
         async with asyncio.timeout(cfg.connect_timeout):
             _, protocol = await loop.create_connection(
-                lambda: TwsProtocol(self._on_lost), cfg.host, cfg.port
+                lambda: TwsProtocol(lambda _: lost.set()), cfg.host, cfg.port
             )
             self.protocol = protocol
+            self._stage = Stage.HANDSHAKE
             max_version = cfg.max_server_version or server_versions.MAX_CLIENT_VER
             version, conn_time = await protocol.handshake(server_versions.MIN_CLIENT_VER,
                                                           max_version)
+            self._stage = Stage.START
             self._start_client(version, conn_time)
             protocol.on_frame = (self._on_protobuf_frame if version >= PROTOBUF_FROM
                                  else self._on_text_frame)
             self.sender.attach(protocol.write)
             self.client.startApi()
-            await self._ready.wait()
+            await _first_of(self._ready, lost)
+            if not self._ready.is_set():
+                raise ConnectionError("TWS closed the connection before nextValidId")
+        self._stage = Stage.READY
+        attempts = self.backoff.attempts
+        self.backoff.ready()
         self.last_error = None
         self._set_state(TwsState.READY)
-        log.info("TWS %s:%d ready: server version %d, accounts %s", cfg.host, cfg.port,
-                 version, ",".join(self.accounts))
+        log.info("TWS %s:%d ready: server version %d, accounts %s%s", cfg.host, cfg.port,
+                 version, ",".join(self.accounts),
+                 f" (after {attempts} failed attempts)" if attempts else "")
 
     def _start_client(self, version: int, conn_time: str) -> None:
         client = self.client
         client.reset()
-        client.conn = _Conn(self)
+        client.conn = self._conn
         client.clientId = self.config.client_id
         client.serverVersion_ = version
         client.connTime = conn_time
@@ -227,21 +330,31 @@ class TwsSession:
     async def _serve(self) -> None:
         """Wait for the link to die, probing it when it has been quiet."""
         cfg = self.config
-        assert self.protocol is not None
-        while not self._lost.is_set():
-            quiet = time.monotonic() - self.protocol.last_rx
-            if quiet < cfg.probe_interval:
-                await _wait(self._lost, cfg.probe_interval - quiet)
+        protocol, lost = self.protocol, self._lost
+        assert protocol is not None
+        while not lost.is_set():
+            due_in = probe_due_in(time.monotonic(), protocol.last_rx, cfg.probe_interval)
+            if due_in > 0:
+                await _wait(lost, due_in)
                 continue
             probe_sent = time.monotonic()
-            self.client.reqCurrentTime()
-            await _wait(self._lost, cfg.probe_timeout)
-            if not self._lost.is_set() and self.protocol.last_rx < probe_sent:
-                self.last_error = f"no answer to a probe within {cfg.probe_timeout}s"
+            self._probe()
+            await _wait(lost, cfg.probe_timeout)
+            if not lost.is_set() and protocol.last_rx < probe_sent:
+                self.last_error = f"no answer to a probe within {cfg.probe_timeout:g}s"
                 log.warning("TWS: %s; treating the link as dead", self.last_error)
-                self.drop()
                 return
         raise ConnectionError("TWS closed the connection")
+
+    def _probe(self) -> None:
+        # Ahead of queued requests (still paced), so a backlog cannot delay the answer, and
+        # past the queue bound (one at a time), so a full queue cannot stop it.
+        self.probes += 1
+        self._conn.first = True
+        try:
+            self.client.reqCurrentTime()
+        finally:
+            self._conn.first = False
 
     def _teardown(self) -> None:
         was_ready = self._ready.is_set()
@@ -254,14 +367,15 @@ class TwsSession:
         if was_ready:
             self._set_state(TwsState.DISCONNECTED)
 
-    def _on_lost(self, exc: Exception | None) -> None:
-        self._lost.set()
-
     def _set_state(self, state: TwsState) -> None:
         if state is self.state:
             return
         self.state = state
         self.since = time.time_ns()
+        if state is TwsState.READY:
+            self._up.set()
+        else:
+            self._up.clear()
         self.on_state(state)
 
     # ---- inbound --------------------------------------------------------------------------
@@ -305,8 +419,9 @@ class TwsSession:
         elif name == "managedAccounts":
             self.accounts = [a for a in str(event.data["accountsList"]).split(",") if a]
         elif name == "error" and event.data["code"] == 326:
-            self.last_error = (f"client id {self.config.client_id} is already in use: "
-                               "set another with --client-id")
+            self.last_error = self._rejection = (
+                f"client id {self.config.client_id} is already in use: "
+                "set another with --client-id")
             log.error("TWS: %s", self.last_error)
         elif name == "connectionClosed":
             self.drop()
@@ -320,7 +435,23 @@ async def _wait(event: asyncio.Event, timeout: float) -> None:
         pass
 
 
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "connect timed out"
+async def _first_of(*events: asyncio.Event) -> None:
+    waiters = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+
+
+def _describe(exc: BaseException, stage: Stage, cfg: TwsConfig) -> str:
+    timed_out = isinstance(exc, TimeoutError)
+    if stage is Stage.CONNECT:
+        return "connect timed out" if timed_out else (str(exc) or type(exc).__name__)
+    if stage is Stage.HANDSHAKE:
+        return (f"no handshake answer within {cfg.connect_timeout:g}s" if timed_out
+                else "TWS closed the connection before answering the handshake")
+    if stage is Stage.START:
+        return (f"no nextValidId within {cfg.connect_timeout:g}s" if timed_out
+                else str(exc) or "TWS closed the connection during the handshake")
     return str(exc) or type(exc).__name__
