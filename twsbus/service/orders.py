@@ -21,7 +21,6 @@ settles orders TWS never received, and only then reports the orders ``ok`` on
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import secrets
 import time
@@ -44,7 +43,6 @@ from twsbus.messages import Contract, ExecFilter
 from twsbus.orders import CancelOrder, Guard, Order, PlaceOrder, check_order, order_fields
 from twsbus.orders.book import CALLBACKS, OrderBook, order_token, strategy_token
 from twsbus.orders.events import (
-    FINAL,
     UNKNOWN,
     OrderEvent,
     OrderRecord,
@@ -52,6 +50,7 @@ from twsbus.orders.events import (
     PlaceReply,
 )
 from twsbus.orders.journal import Journal, JournalSettings, Unavailable
+from twsbus.orders.writer import EventWriter
 from twsbus.service import bodies
 from twsbus.service.router import Router
 from twsbus.subjects import Surface, token
@@ -79,16 +78,6 @@ class DeskState:
     UNAVAILABLE = "unavailable"
 
 
-class _Write(msgspec.Struct):
-    """One item of the writer's backlog: an event to publish and its order's record after it."""
-
-    subject: str
-    event: OrderEvent
-    msg_id: str
-    key: str
-    record: bytes
-
-
 class OrderDesk:
     ops = ("place_order", "cancel_order")
 
@@ -111,7 +100,7 @@ class OrderDesk:
         self.state = DeskState.STARTING
         self.reason = "waiting for NATS"
         self._loaded = False
-        self._backlog: asyncio.Queue[_Write] = asyncio.Queue(backlog)
+        self.writer = EventWriter(lambda: self.journal, backlog)
         self._changed: dict[str, asyncio.Event] = {}
         self._errors: dict[str, list[tuple[int, str]]] = {}
         self._ends: dict[str, asyncio.Future[None]] = {}
@@ -124,18 +113,17 @@ class OrderDesk:
         self._reconcile_wanted = asyncio.Event()
         self._reconciling = False
         self._place_lock = asyncio.Lock()
-        self.dropped = 0
         self.reconciliations = 0
         self.reconciled_events = 0
         router.observe(CALLBACKS + _ENDS, self._on_event)
 
     def __repr__(self) -> str:
-        return f"<OrderDesk {self.state} {self.book!r} backlog={self._backlog.qsize()}>"
+        return f"<OrderDesk {self.state} {self.book!r} {self.writer!r}>"
 
     def stats(self) -> dict[str, Any]:
         return {"state": self.state, "reason": self.reason, "orders": len(self.book.records),
-                "live": len(self.book.live()), "backlog": self._backlog.qsize(),
-                "dropped": self.dropped, "reconciliations": self.reconciliations,
+                "live": len(self.book.live()), "backlog": self.writer.backlog,
+                "dropped": self.writer.dropped, "reconciliations": self.reconciliations,
                 "reconciled_events": self.reconciled_events,
                 "published": self.journal.published if self.journal else 0}
 
@@ -167,27 +155,8 @@ class OrderDesk:
     async def run(self) -> None:
         """The writer and the reconciler (the daemon's task group owns this)."""
         async with asyncio.TaskGroup() as tg:
-            tg.create_task(self._write_forever(), name="orders-writer")
+            tg.create_task(self.writer.run(), name="orders-writer")
             tg.create_task(self._reconcile_forever(), name="orders-reconcile")
-
-    async def _write_forever(self) -> None:
-        delay = 0.1
-        while True:
-            item = await self._backlog.get()
-            while True:
-                journal = self.journal
-                if journal is not None:
-                    try:
-                        await journal.publish(item.subject, item.event, item.msg_id)
-                        if item.key:
-                            await journal.put(item.key, item.record)
-                        delay = 0.1
-                        break
-                    except Exception as exc:  # NATS away or JetStream busy: try again
-                        log.warning("orders: could not keep %s seq %d: %r", item.subject,
-                                    item.event.seq, exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     # ---- TWS side -------------------------------------------------------------------------------
 
@@ -246,14 +215,7 @@ class OrderDesk:
             if self._reconciling:
                 self.reconciled_events += 1
             _audit(record, event)
-            item = _Write(record.subject, event, _msg_id(record, event), record.key,
-                          _encode(record))
-            try:
-                self._backlog.put_nowait(item)
-            except asyncio.QueueFull:
-                self.dropped += 1
-                log.error("orders: backlog full (%d): event %s seq %d of %s NOT kept",
-                          self._backlog.maxsize, event.type, event.seq, record.key)
+            self.writer.put(record, event)
             changed = self._changed.get(record.key)
             if changed is not None:
                 changed.set()
@@ -516,33 +478,15 @@ class OrderDesk:
 
     def _publish_state(self) -> None:
         """The desk's state, into the order stream too (a replay shows where it reconciled)."""
-        record = OrderRecord(key="_status", account="", subject=self.surface.subject(
-            "order_status"))
         event = OrderEvent(type="status", status=self.state, reason=self.reason,
                            ts=self.book.clock(), epoch=self.book.epoch)
-        try:
-            self._backlog.put_nowait(_Write(record.subject, event,
-                                            f"state-{self.book.epoch}-{self.reconciliations}",
-                                            "", b""))
-        except asyncio.QueueFull:
-            self.dropped += 1
+        self.writer.put_plain(self.surface.subject("order_status"), event,
+                              f"state-{self.book.epoch}-{self.reconciliations}")
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:
     if not task.cancelled() and task.exception() is not None:
         log.error("orders: journal update failed: %r", task.exception())
-
-
-def _msg_id(record: OrderRecord, event: OrderEvent) -> str:
-    """A Nats-Msg-Id made of TWS facts: the same fact, however it arrives, is kept once."""
-    if event.type in ("exec", "commission"):
-        exec_id = (event.execution or event.commissionReport or {}).get("execId")
-        return f"{event.type}:{exec_id}"
-    if event.type in ("order", "status") and event.status != UNKNOWN and not event.reason:
-        signature = record.lastOrder if event.type == "order" else record.lastStatus
-        digest = hashlib.blake2b(signature.encode(), digest_size=8).hexdigest()
-        return f"{event.type}:{record.permId or record.key}:{digest}"
-    return f"{event.type}:{record.key}:{event.seq}"
 
 
 def _request_signature(request: PlaceOrder, account: str) -> dict[str, Any]:
@@ -560,4 +504,4 @@ def _audit(record: OrderRecord, event: OrderEvent) -> None:
                f" code={event.code}" if event.code is not None else "")
 
 
-__all__ = ["FINAL", "DeskState", "OrderDesk"]
+__all__ = ["DeskState", "OrderDesk"]
