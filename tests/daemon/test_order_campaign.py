@@ -47,10 +47,14 @@ async def _stream_events(url: str) -> list[dict[str, Any]]:
 
 
 async def _journal(url: str) -> list[dict[str, Any]]:
+    """Every campaign order the daemon's journal knows, a strategy at a time."""
     nc = await nats.connect(url)
     try:
-        msg = await nc.request("tws.req.orders", b'{"all": true}', timeout=10)
-        rows: list[dict[str, Any]] = json.loads(msg.data)
+        rows: list[dict[str, Any]] = []
+        for i in range(PROCESSES):
+            body = json.dumps({"all": True, "strategy": f"s{i}", "limit": 1000}).encode()
+            msg = await nc.request("tws.req.orders", body, timeout=10)
+            rows.extend(json.loads(msg.data))
         return rows
     finally:
         await nc.close()

@@ -177,8 +177,8 @@ class OrderBook:
                                    str(order.get("account") or ""))
         if record is None:
             return []
-        record.contract = data.get("contract") or record.contract
-        record.order = order
+        record.contract = _slim(data.get("contract"), CONTRACT_KEPT) or record.contract
+        record.order = _slim(order, ORDER_KEPT)
         out: list[tuple[OrderRecord, OrderEvent]] = []
         signature = _signature(state.get("status"), order.get("totalQuantity"),
                                order.get("lmtPrice"), order.get("auxPrice"),
@@ -247,7 +247,7 @@ class OrderBook:
             return []
         record.execIds.append(exec_id)
         self._by_exec[exec_id] = record
-        record.contract = record.contract or data.get("contract")
+        record.contract = record.contract or _slim(data.get("contract"), CONTRACT_KEPT)
         return [(record, OrderEvent(type="exec", contract=data.get("contract"),
                                     execution=execution))]
 
@@ -282,6 +282,22 @@ _HANDLERS: dict[str, Callable[[OrderBook, dict[str, Any]],
 
 #: The callbacks the book wants to see, whoever else they are routed to.
 CALLBACKS = tuple(_HANDLERS)
+
+
+#: What a journal record keeps of TWS's contract and order (the events carry them whole).
+CONTRACT_KEPT = ("conId", "symbol", "secType", "lastTradeDateOrContractMonth", "strike", "right",
+                 "multiplier", "exchange", "primaryExchange", "currency", "localSymbol",
+                 "tradingClass")
+ORDER_KEPT = ("action", "totalQuantity", "orderType", "lmtPrice", "auxPrice", "tif", "account",
+              "orderRef", "parentId", "ocaGroup", "outsideRth", "trailStopPrice",
+              "trailingPercent", "cashQty", "goodTillDate", "goodAfterTime", "permId",
+              "clientId", "filledQuantity")
+
+
+def _slim(value: dict[str, Any] | None, kept: tuple[str, ...]) -> dict[str, Any] | None:
+    if not value:
+        return None
+    return {k: value[k] for k in kept if value.get(k) not in (None, "")}
 
 
 def _int(value: Any) -> int | None:

@@ -17,7 +17,7 @@ outage rather than as it happened. The rest are IB's own fields, flat, by ``type
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 
@@ -134,6 +134,9 @@ class OrdersRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     account: str | None = None
     strategy: str | None = None
-    #: Orders in a final state too (today's, as far as the journal keeps them).
+    #: Orders in a final state too (as far as the journal keeps them).
     all: bool = False
+    #: At most this many, the most recently updated first (a reply must fit NATS max_payload:
+    #: a record is about 1 KB).
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 500
     timeout: float | None = None

@@ -307,10 +307,12 @@ class OrderDesk:
 
     async def orders(self, body: bytes) -> list[OrderRecord]:
         request = bodies.decode(body, OrdersRequest, "orders")
-        return [r for r in self.book.records.values()
-                if (request.all or not r.final)
-                and (request.account is None or r.account == request.account)
-                and (request.strategy is None or r.strategy == request.strategy)]
+        chosen = [r for r in self.book.records.values()
+                  if (request.all or not r.final)
+                  and (request.account is None or r.account == request.account)
+                  and (request.strategy is None or r.strategy == request.strategy)]
+        chosen.sort(key=lambda r: r.updated, reverse=True)
+        return chosen[:request.limit]
 
     # ---- helpers ------------------------------------------------------------------------------
 
