@@ -36,8 +36,8 @@ from twsbus.service import bodies
 from twsbus.service.publisher import Publisher
 from twsbus.service.router import Router
 from twsbus.service.streams import KINDS, Health, Kind, Stream, StreamState
+from twsbus.service.upstream import Clock, Upstream
 from twsbus.subjects import Surface, template_fields, token
-from twsbus.tws.session import TwsSession
 
 log = logging.getLogger("twsbus.leases")
 
@@ -72,10 +72,11 @@ class SubscribeReply(msgspec.Struct, omit_defaults=True):
 
 
 class LeaseRegistry:
-    def __init__(self, surface: Surface, session: TwsSession, router: Router,
+    def __init__(self, surface: Surface, session: Upstream, router: Router,
                  publisher: Publisher, resolver: Resolver, *, epoch: str, ttl: float = 30.0,
                  ttl_max: float = 300.0, linger: float = 5.0, max_lines: int = 100,
-                 max_depth: int = 3, confirm_window: float = 1.0) -> None:
+                 max_depth: int = 3, confirm_window: float = 1.0,
+                 clock: Clock = time.monotonic) -> None:
         self.surface = surface
         self.session = session
         self.router = router
@@ -88,6 +89,7 @@ class LeaseRegistry:
         self.max_lines = max_lines
         self.max_depth = max_depth
         self.confirm_window = confirm_window
+        self.clock = clock
         self.kinds: dict[str, Kind] = {k.name: k(publisher) for k in KINDS}
         self.request_types = {name: _request_type(kind) for name, kind in self.kinds.items()}
         self.streams: dict[tuple[Any, ...], Stream] = {}
@@ -219,7 +221,9 @@ class LeaseRegistry:
         return self.surface.data_subject(kind.name, **params)
 
     def _new_lease(self, stream: Stream, ttl: float) -> Lease:
-        lease = Lease(secrets.token_urlsafe(12), stream, ttl, time.monotonic() + ttl)
+        # 192 random bits: a lease id is its holder's only proof of ownership (renew and
+        # release take any id), so it must be unguessable and is never published.
+        lease = Lease(secrets.token_urlsafe(24), stream, ttl, self.clock() + ttl)
         self.leases[lease.id] = lease
         stream.leases.add(lease.id)
         if stream.state is StreamState.LINGERING:
@@ -227,7 +231,7 @@ class LeaseRegistry:
         return lease
 
     def renew(self, ids: list[str]) -> tuple[list[str], list[str]]:
-        now = time.monotonic()
+        now = self.clock()
         renewed: list[str] = []
         unknown: list[str] = []
         for lease_id in ids:
@@ -254,7 +258,7 @@ class LeaseRegistry:
         stream.leases.discard(lease_id)
         if not stream.held and stream.state is not StreamState.CLOSED:
             stream.state = StreamState.LINGERING
-            stream.linger_until = time.monotonic() + self.linger
+            stream.linger_until = self.clock() + self.linger
         return True
 
     def snapshot(self, subject: str) -> dict[str, Any]:
@@ -403,7 +407,7 @@ class LeaseRegistry:
 
     def sweep(self) -> None:
         """Expire leases past their ttl and end lingers past their deadline."""
-        now = time.monotonic()
+        now = self.clock()
         for lease in [lease for lease in self.leases.values() if lease.expires <= now]:
             self.expired += 1
             self._drop_lease(lease.id)

@@ -53,6 +53,7 @@ from twsbus.orders.journal import Journal, JournalSettings, Unavailable
 from twsbus.orders.writer import EventWriter
 from twsbus.service import bodies
 from twsbus.service.router import Router
+from twsbus.service.upstream import Upstream
 from twsbus.subjects import Surface, token
 from twsbus.tws.callbacks import Event
 from twsbus.tws.pacing import Ticket
@@ -81,7 +82,7 @@ class DeskState:
 class OrderDesk:
     ops = ("place_order", "cancel_order")
 
-    def __init__(self, surface: Surface, session: Any, router: Router, *, epoch: str,
+    def __init__(self, surface: Surface, session: Upstream, router: Router, *, epoch: str,
                  client_id: int, guard: Guard | None = None,
                  settings: JournalSettings | None = None, timeout: float = 10.0,
                  resolve: Callable[[Contract], Awaitable[dict[str, Any]]] | None = None,

@@ -32,9 +32,9 @@ from twsbus.errors import (
 from twsbus.messages import Contract
 from twsbus.service import bodies
 from twsbus.service.router import Router
+from twsbus.service.upstream import Upstream
 from twsbus.subjects import CallSpec, Pattern, QuerySpec, Surface
 from twsbus.tws.callbacks import Event
-from twsbus.tws.session import TwsSession
 
 log = logging.getLogger("twsbus.queries")
 
@@ -142,7 +142,7 @@ def _item(spec: QuerySpec, name: str, data: dict[str, Any]) -> Any:
 
 
 class QueryExecutor:
-    def __init__(self, surface: Surface, session: TwsSession, router: Router,
+    def __init__(self, surface: Surface, session: Upstream, router: Router,
                  default_timeout: float = 10.0) -> None:
         self.surface = surface
         self.session = session
@@ -238,9 +238,9 @@ class QueryExecutor:
             except TimeoutError:
                 if session.withdraw(ticket):  # still waiting for pacing: TWS never saw it
                     self.withdrawn += 1
-                    raise Timeout(f"{spec.op}: not sent in time (the outbound queue to TWS is "
-                                  f"{session.sender.queued} messages deep at "
-                                  f"{session.config.pacing_rate:g}/s)") from None
+                    raise Timeout(f"{spec.op}: not sent in time (still waiting in the paced "
+                                  "outbound queue to TWS: see pacing in tws.req.status)"
+                                  ) from None
                 self._cancel_upstream(spec.cancel, key, args)
                 raise Timeout(f"{spec.op}: TWS did not answer in time") from None
             if spec.then_cancel and not (spec.key is None and self.upstream_in_use(spec.method)):

@@ -80,13 +80,14 @@ class Stream:
         self.events += 1
         if self.state is StreamState.STARTING:
             self.state = StreamState.LIVE
-        self.kind.on_event(self, event)
-        # Only the first answers (and those after a stale spell) concern the owner.
+        # Only the first answers (and those after a stale spell) concern the owner; told first,
+        # so that the ``ok`` it publishes goes out ahead of the data that proves it.
         if self.owner is not None and (self.waiter is not None or self.health is not Health.OK):
             ready_on = self.kind.ready_on
             complete = event.name == ready_on if ready_on else \
                 event.name not in self.kind.preamble
             self.owner.stream_answered(self, complete)
+        self.kind.on_event(self, event)
 
     def on_error(self, code: int, message: str) -> None:
         if self.owner is not None:
