@@ -21,6 +21,8 @@ class TwsBusError(Exception):
         super().__init__(message)
         self.message = message
         self.tws_code = tws_code
+        #: Seconds after which the same request may succeed (429s that know it).
+        self.retry_after: float | None = None
 
     def __repr__(self) -> str:
         extra = f", tws_code={self.tws_code}" if self.tws_code is not None else ""
@@ -113,6 +115,7 @@ class ErrorBody(msgspec.Struct, omit_defaults=True):
     code: int
     message: str
     tws_code: int | None = None
+    retry_after: float | None = None
 
 
 class ErrorReply(msgspec.Struct):
@@ -136,7 +139,8 @@ def bounded(message: str, limit: int = MAX_MESSAGE) -> str:
 def error_reply(err: TwsBusError) -> tuple[bytes, dict[str, str]]:
     """The body and NATS service headers of an error answer, both bounded."""
     message = bounded(err.message)
-    body = msgspec.json.encode(ErrorReply(ErrorBody(err.code, message, err.tws_code)))
+    body = msgspec.json.encode(ErrorReply(ErrorBody(err.code, message, err.tws_code,
+                                                    err.retry_after)))
     headers = {"Nats-Service-Error-Code": str(err.code), "Nats-Service-Error": message}
     return body, headers
 
@@ -151,6 +155,7 @@ def parse_error(data: bytes) -> TwsBusError | None:
         return None
     cls = next((c for c in _ALL if c.code == reply.error.code), TwsBusError)
     err = cls(reply.error.message, tws_code=reply.error.tws_code)
+    err.retry_after = reply.error.retry_after
     return err
 
 
