@@ -88,3 +88,30 @@ async def test_answers_that_name_their_argument_run_side_by_side() -> None:
     up.emit("marketRule", None, marketRuleId=26, priceIncrements=[{"lowEdge": 0.0}])
     first, second = await rules
     assert (first["marketRuleId"], second["marketRuleId"]) == (26, 32)
+
+
+async def test_historical_queries_take_turns_under_ibs_historical_rules() -> None:
+    from twsbus.service.histpacing import REQUESTER, HistoricalPacer, HistRules
+
+    up = ScriptedUpstream()
+    q = executor(up)
+    q.pacer = HistoricalPacer(HistRules(identical_gap=60))
+    runner = asyncio.create_task(q.pacer.run())
+    try:
+        REQUESTER.set("strategy-a")
+        request = body(contract={"conId": 265598}, durationStr="1 D")
+        first = asyncio.ensure_future(q.execute("historical_data", request))
+        await _until(lambda: up.calls)
+        key, _ = up.last("reqHistoricalData")
+        up.emit("historicalDataEnd", key, start="", end="")
+        assert await first == []
+        # The same request again within IB's 15 s (here 60 s) would be a pacing violation:
+        # the caller, whose timeout cannot be met, is told when to come back instead.
+        with pytest.raises(Exception) as refused:
+            await q.execute("historical_data", body(contract={"conId": 265598},
+                                                    durationStr="1 D", timeout=1))
+        assert getattr(refused.value, "code", None) == 429
+        assert refused.value.retry_after > 50  # type: ignore[attr-defined]
+        assert up.methods() == ["reqHistoricalData"]
+    finally:
+        runner.cancel()

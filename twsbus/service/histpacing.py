@@ -26,12 +26,21 @@ import collections
 import itertools
 import time
 from collections.abc import Callable, Hashable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any
 
 import msgspec
 
 from twsbus.errors import BudgetExhausted
+
+#: Who is asking: set per request by the NATS side (the requester's inbox), read here so that
+#: requesters take turns.
+REQUESTER: ContextVar[str] = ContextVar("twsbus_requester", default="")
+
+#: The queries IB paces as historical data (the hist_bars subscription is paced too).
+HISTORICAL_OPS = frozenset({"historical_data", "historical_ticks", "head_timestamp",
+                            "histogram_data"})
 
 
 class HistRules(msgspec.Struct, frozen=True, kw_only=True):
@@ -252,6 +261,18 @@ class HistoricalPacer:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
+
+
+def request_keys(op: str, args: dict[str, Any]) -> tuple[Hashable, Hashable, int]:
+    """A historical request's identity (identical ones share it), its burst key (contract,
+    exchange, tick type) and its weight (BID_ASK counts twice)."""
+    contract = args.get("contract")
+    fields = msgspec.to_builtins(contract) if contract is not None else {}
+    what = str(args.get("whatToShow", "TRADES"))
+    identity = (op, msgspec.json.encode(args))
+    burst = (fields.get("conId") or fields.get("symbol") or fields.get("localSymbol"),
+             fields.get("exchange", ""), what)
+    return identity, burst, 2 if what == "BID_ASK" else 1
 
 
 def _refusal(retry_after: float) -> BudgetExhausted:

@@ -31,6 +31,7 @@ from twsbus.errors import (
 )
 from twsbus.messages import Contract
 from twsbus.service import bodies
+from twsbus.service.histpacing import HISTORICAL_OPS, REQUESTER, HistoricalPacer, request_keys
 from twsbus.service.router import Router
 from twsbus.service.upstream import Upstream
 from twsbus.subjects import CallSpec, Pattern, QuerySpec, Surface
@@ -154,6 +155,8 @@ class QueryExecutor:
         self.counts: Counter[str] = Counter()
         self.coalesced = 0
         self.withdrawn = 0  # timed out while queued: never sent
+        #: IB's historical-data limits, when the daemon keeps them (see ``histpacing``).
+        self.pacer: HistoricalPacer | None = None
         #: Set by the lease registry: is an id-less TWS subscription (reqPositions) held by a
         #: stream? Then a query must not cancel it after its answer.
         self.upstream_in_use: Callable[[str], bool] = lambda method: False
@@ -204,6 +207,8 @@ class QueryExecutor:
             raise BadRequest(f"{spec.op} needs TWS server version {spec.min_server_version}; "
                              f"this one speaks {version}")
         deadline = asyncio.get_running_loop().time() + timeout
+        if self.pacer is not None and spec.op in HISTORICAL_OPS:
+            return await self._paced(spec, args, timeout, deadline)
         if spec.keyed or spec.match is not None:
             return await self._exchange(spec, args, deadline)
         # Without a request id, two in flight could not be told apart: one at a time per op,
@@ -220,6 +225,18 @@ class QueryExecutor:
             return await self._exchange(spec, args, deadline)
         finally:
             lock.release()
+
+    async def _paced(self, spec: QuerySpec, args: dict[str, Any], timeout: float,
+                     deadline: float) -> Any:
+        """Historical requests wait their turn under IB's historical limits (``histpacing``)."""
+        assert self.pacer is not None
+        identity, burst, weight = request_keys(spec.op, args)
+        turn = await self.pacer.acquire(REQUESTER.get(), identity, burst, weight,
+                                        self.pacer.clock() + timeout)
+        try:
+            return await self._exchange(spec, args, deadline)
+        finally:
+            self.pacer.release(turn)
 
     async def _exchange(self, spec: QuerySpec, args: dict[str, Any], deadline: float) -> Any:
         session = self.session
