@@ -8,7 +8,7 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from twsbus.deploy import permissions_conf
+from twsbus.deploy import nats_server_conf
 from twsbus.service.streams import KINDS
 from twsbus.subjects import ARG_TYPES, Pattern, surface
 from twsbus.tws.objects import has_method
@@ -58,8 +58,9 @@ def test_the_contract_document_ops_are_all_served() -> None:
     assert ops <= set(surface().queries), ops - set(surface().queries)
 
 
-def test_deploy_permissions_are_generated_from_subjects_yaml() -> None:
-    assert (ROOT / "deploy" / "nats-permissions.conf").read_text() == permissions_conf(surface())
+def test_deploy_nats_server_conf_is_generated_from_subjects_yaml() -> None:
+    """deploy/nats-server.conf is `twsbus nats-config` (prefix tws, default options)."""
+    assert (ROOT / "deploy" / "nats-server.conf").read_text() == nats_server_conf(surface())
 
 
 def test_prefix_is_applied_everywhere() -> None:

@@ -10,39 +10,85 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import signal
-import sys
 from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(no_args_is_help=True,
                   help="twsbus: one TWS / IB Gateway connection, the whole TWS API on NATS.")
+
+
+def _version(value: bool) -> None:
+    if value:
+        from twsbus import __version__
+
+        typer.echo(f"twsbus {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="print the version and exit")
+        ] = False) -> None:
+    """twsbus: one TWS / IB Gateway connection, the whole TWS API on NATS."""
 
 NatsOpt = Annotated[str | None, typer.Option("--nats", help="NATS URL(s), comma-separated")]
 PrefixOpt = Annotated[str | None, typer.Option("--prefix", help="subject prefix (default tws)")]
+# How the client commands (req, status, sub, orders) log in, as the `nats` tools do.
+CredsOpt = Annotated[str | None, typer.Option(
+    "--creds", envvar="NATS_CREDS", help="NATS credentials file (.creds)")]
+NkeyOpt = Annotated[str | None, typer.Option(
+    "--nkey", envvar="NATS_NKEY", help="NATS nkey seed file")]
+UserOpt = Annotated[str | None, typer.Option(
+    "--user", envvar="NATS_USER", help="NATS user (a role: market, account, trade, admin)")]
+PasswordOpt = Annotated[str | None, typer.Option(
+    "--password", envvar="NATS_PASSWORD",
+    help="NATS password (prefer the NATS_PASSWORD variable: flags show in ps)")]
+TokenOpt = Annotated[str | None, typer.Option(
+    "--token", envvar="NATS_TOKEN", help="NATS authentication token")]
+InboxOpt = Annotated[str | None, typer.Option(
+    "--inbox-prefix", envvar="NATS_INBOX_PREFIX",
+    help="prefix of reply subjects (default: _INBOX_<user> when a user is given, as "
+         "`twsbus nats-config` grants it; _INBOX otherwise)")]
+TlsCaOpt = Annotated[str | None, typer.Option(
+    "--tls-ca", envvar="NATS_CA", help="CA certificate(s) that sign the NATS server's")]
 
 
-def _setup_logging(fmt: str = "text", level: str = "INFO") -> None:
-    handler = logging.StreamHandler(sys.stderr)
-    if fmt == "json":
-        handler.setFormatter(_JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
-    logging.getLogger("ibapi").setLevel(logging.WARNING)
+def _nats_options(url: str, *, creds: str | None = None, nkey: str | None = None,
+                  user: str | None = None, password: str | None = None,
+                  token: str | None = None, inbox_prefix: str | None = None,
+                  tls_ca: str | None = None) -> dict[str, Any]:
+    """nats-py ``connect()`` arguments for the login flags. With a user (a flag, or in the URL)
+    and no --inbox-prefix, replies come on ``_INBOX_<user>``: the only inbox the generated
+    configuration lets that user read."""
+    from urllib.parse import urlsplit
+
+    options: dict[str, Any] = {}
+    if creds:
+        options["user_credentials"] = creds
+    if nkey:
+        options["nkeys_seed"] = nkey
+    if user:
+        options["user"], options["password"] = user, password or ""
+    if token:
+        options["token"] = token
+    if tls_ca:
+        import ssl
+
+        options["tls"] = ssl.create_default_context(cafile=tls_ca)
+    who = user or urlsplit(url.split(",")[0].strip()).username
+    if inbox_prefix or who:
+        from twsbus.deploy import inbox_prefix as role_inbox
+
+        options["inbox_prefix"] = inbox_prefix or role_inbox(who or "")
+    return options
 
 
-class _JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        out = {"ts": record.created, "level": record.levelname, "logger": record.name,
-               "msg": record.getMessage()}
-        if record.exc_info:
-            out["exc"] = self.formatException(record.exc_info)
-        return json.dumps(out)
+def _setup_logging(fmt: str = "text", level: str = "INFO", secrets: Any = ()) -> None:
+    from twsbus.logs import setup
+
+    setup(fmt, level, secrets)
 
 
 def _run_until_signal(main: Any) -> None:
@@ -80,7 +126,7 @@ def run(
     except ConfigError as exc:
         typer.echo(f"twsbus: {exc}", err=True)
         raise typer.Exit(2) from None
-    _setup_logging(cfg.log_format, cfg.log_level)
+    _setup_logging(cfg.log_format, cfg.log_level, cfg.secret_values())
 
     async def main(stop: asyncio.Event) -> None:
         daemon = Daemon(cfg)
@@ -109,14 +155,23 @@ def sim(
     control_port: Annotated[int, typer.Option("--control-port",
                                               help="HTTP control endpoint (0 = off)")] = 7498,
     tick_interval: Annotated[float, typer.Option("--tick-interval")] = 0.25,
-    max_version: Annotated[int, typer.Option("--max-version")] = 200,
+    max_version: Annotated[int | None, typer.Option(
+        "--max-version", help="highest server version to negotiate (200: the text wire; "
+                              "up to 225: binary ids and protobuf; default "
+                              "$TWSBUS_SIM_MAX_VERSION or 200)")] = None,
+    log_format: Annotated[str, typer.Option("--log-format", help="text|json")] = "text",
 ) -> None:
     """Run the TWS simulator (IB's own clients connect to it over TCP)."""
     from twsbus.sim.server import SimConfig, serve
 
-    _setup_logging()
+    if log_format not in ("text", "json"):
+        typer.echo(f"twsbus: --log-format must be text or json, not {log_format!r}", err=True)
+        raise typer.Exit(2)
+    _setup_logging(log_format)
+    from twsbus.sim.codec import default_max_version
+
     cfg = SimConfig(host=host, port=port, seed=seed, tick_interval=tick_interval,
-                    max_version=max_version)
+                    max_version=max_version or default_max_version())
 
     async def main(stop: asyncio.Event) -> None:
         task = asyncio.create_task(serve(cfg, control_port or None))
@@ -142,12 +197,28 @@ def demo(
     _run_until_signal(lambda stop: run_demo(stop, nats, port))
 
 
-async def _request(nats_url: str, subject: str, body: bytes, timeout: float) -> tuple[int, Any]:
-    import nats as nats_py
+async def _request(nats_url: str, subject: str, body: bytes, timeout: float,
+                   options: dict[str, Any] | None = None) -> tuple[int, Any]:
+    from twsbus.health import connect
 
-    nc = await nats_py.connect(nats_url, connect_timeout=3, max_reconnect_attempts=0)
+    refused: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+
+    async def on_error(exc: Exception) -> None:
+        # The server drops a request the user may not send and says so on the connection:
+        # tell the user now instead of timing out.
+        if "permissions violation" in str(exc).lower() and not refused.done():
+            refused.set_result(str(exc).removeprefix("nats: "))
+
+    nc = await connect(nats_url, timeout=3, **{"error_cb": on_error, **(options or {})})
     try:
-        msg = await nc.request(subject, body, timeout=timeout)
+        asking: asyncio.Future[Any] = asyncio.ensure_future(
+            nc.request(subject, body, timeout=timeout))
+        await asyncio.wait({asking, refused}, return_when=asyncio.FIRST_COMPLETED)
+        if not asking.done():
+            asking.cancel()
+            raise PermissionError(f"NATS refused it: {refused.result()} (user or role lacks "
+                                  "the permission; see `twsbus nats-config`)")
+        msg = asking.result()
     finally:
         await nc.close()
     code = int((msg.headers or {}).get("Nats-Service-Error-Code", 0))
@@ -172,9 +243,17 @@ def req(
     nats: NatsOpt = None,
     prefix: PrefixOpt = None,
     timeout: Annotated[float, typer.Option("--timeout")] = 15.0,
+    creds: CredsOpt = None,
+    nkey: NkeyOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    token: TokenOpt = None,
+    inbox_prefix: InboxOpt = None,
+    tls_ca: TlsCaOpt = None,
 ) -> None:
     """Send one query (tws.req.<op>) and print the JSON answer."""
     from twsbus.config import load
+    from twsbus.health import NatsUnreachable
 
     cfg = load({"nats": nats, "prefix": prefix})
     try:
@@ -184,7 +263,12 @@ def req(
         raise typer.Exit(2) from None
     subject = f"{cfg.prefix}.req.{op}"
     try:
-        code, payload = asyncio.run(_request(cfg.nats, subject, body.encode(), timeout))
+        auth = _nats_options(cfg.nats, creds=creds, nkey=nkey, user=user, password=password,
+                         token=token, inbox_prefix=inbox_prefix, tls_ca=tls_ca)
+        code, payload = asyncio.run(_request(cfg.nats, subject, body.encode(), timeout, auth))
+    except NatsUnreachable as exc:
+        typer.echo(f"twsbus: {exc}", err=True)
+        raise typer.Exit(1) from None
     except Exception as exc:
         typer.echo(f"twsbus: {subject}: {exc!r}", err=True)
         raise typer.Exit(1) from None
@@ -207,6 +291,13 @@ def sub(
     json_lines: Annotated[bool | None, typer.Option(
         "--json/--table", help="JSON lines or the live table (default: the table on a "
                                "terminal, JSON lines otherwise)")] = None,
+    creds: CredsOpt = None,
+    nkey: NkeyOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    token: TokenOpt = None,
+    inbox_prefix: InboxOpt = None,
+    tls_ca: TlsCaOpt = None,
 ) -> None:
     """Watch a subscription live (tws.sub.<kind>), holding a lease while it runs."""
     from twsbus.client.view import parse_params, watch
@@ -219,10 +310,12 @@ def sub(
         typer.echo(f"twsbus: {exc}", err=True)
         raise typer.Exit(2) from None
     result: list[int] = []
+    auth = _nats_options(cfg.nats, creds=creds, nkey=nkey, user=user, password=password,
+                         token=token, inbox_prefix=inbox_prefix, tls_ca=tls_ca)
 
     async def main(stop: asyncio.Event) -> None:
         result.append(await watch(cfg.nats, cfg.prefix, kind, contract, params, stop, ttl=ttl,
-                                  json_lines=json_lines))
+                                  json_lines=json_lines, nats_options=auth))
 
     _run_until_signal(main)
     if result and result[0]:
@@ -230,35 +323,134 @@ def sub(
 
 
 @app.command()
-def status(nats: NatsOpt = None, prefix: PrefixOpt = None) -> None:
-    """Print the daemon's status (tws.req.status)."""
-    from twsbus.config import load
+def status(
+    nats: NatsOpt = None,
+    prefix: PrefixOpt = None,
+    creds: CredsOpt = None,
+    nkey: NkeyOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    token: TokenOpt = None,
+    inbox_prefix: InboxOpt = None,
+    tls_ca: TlsCaOpt = None,
+) -> None:
+    """Print the daemon's status (tws.req.status); exit 1 unless TWS is ready."""
+    from twsbus.config import ConfigError, load
+    from twsbus.health import NatsUnreachable, verdict
 
-    cfg = load({"nats": nats, "prefix": prefix})
     try:
-        code, payload = asyncio.run(_request(cfg.nats, f"{cfg.prefix}.req.status", b"{}", 5.0))
+        cfg = load({"nats": nats, "prefix": prefix})
+    except ConfigError as exc:
+        typer.echo(f"twsbus: {exc}", err=True)
+        raise typer.Exit(2) from None
+    try:
+        auth = _nats_options(cfg.nats, creds=creds, nkey=nkey, user=user, password=password,
+                         token=token, inbox_prefix=inbox_prefix, tls_ca=tls_ca)
+        code, payload = asyncio.run(_request(cfg.nats, f"{cfg.prefix}.req.status", b"{}", 5.0,
+                                             auth))
+    except NatsUnreachable as exc:
+        typer.echo(f"twsbus: {exc}", err=True)
+        raise typer.Exit(1) from None
     except Exception as exc:
         typer.echo(f"twsbus: no daemon answered on {cfg.prefix}.req.status: {exc!r}", err=True)
         raise typer.Exit(1) from None
     _print_and_exit(code, payload)
+    ready, line = verdict(payload)
+    if not ready:
+        typer.echo(f"twsbus: not ready: {line}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+def health(
+    nats: NatsOpt = None,
+    prefix: PrefixOpt = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="seconds to wait in all")] = 5.0,
+    creds: CredsOpt = None,
+    nkey: NkeyOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    token: TokenOpt = None,
+    inbox_prefix: InboxOpt = None,
+    tls_ca: TlsCaOpt = None,
+) -> None:
+    """Exit 0 when the daemon is up on NATS and TWS is ready, 1 (with one line why) otherwise.
+
+    For health checks (docker HEALTHCHECK, compose, monitoring): answers within --timeout.
+    Without login flags it logs in as the daemon's settings say (TWSBUS_NATS_USER...)."""
+    from twsbus.config import ConfigError, load
+    from twsbus.health import check
+
+    try:
+        cfg = load({"nats": nats, "prefix": prefix})
+    except ConfigError as exc:  # 1, not 2: docker reserves 2 for health checks
+        typer.echo(f"twsbus: unhealthy: {exc}", err=True)
+        raise typer.Exit(1) from None
+    flags = (creds, nkey, user, password, token, inbox_prefix, tls_ca)
+    auth = (_nats_options(cfg.nats, creds=creds, nkey=nkey, user=user, password=password,
+                          token=token, inbox_prefix=inbox_prefix, tls_ca=tls_ca)
+            if any(flags) else cfg.nats_auth())
+    ready, line = asyncio.run(check(cfg.nats, cfg.prefix, timeout, **auth))
+    typer.echo(line if ready else f"twsbus: unhealthy: {line}", err=not ready)
+    if not ready:
+        raise typer.Exit(1)
 
 
 @app.command()
 def subjects(prefix: PrefixOpt = None,
-             permissions: Annotated[bool, typer.Option("--permissions")] = False) -> None:
-    """List the subjects of subjects.yaml (or print a NATS permissions block for clients)."""
+             permissions: Annotated[bool, typer.Option(
+                 "--permissions", help="print the nats-server configuration (as nats-config)")
+             ] = False) -> None:
+    """List the subjects of subjects.yaml (or print the nats-server configuration)."""
     from twsbus.subjects import surface
 
     s = surface(prefix)
     if permissions:
-        from twsbus.deploy import permissions_conf
+        from twsbus.deploy import nats_server_conf
 
-        typer.echo(permissions_conf(s), nl=False)
+        typer.echo(nats_server_conf(s), nl=False)
         return
     for pattern in s.all_subject_patterns():
         typer.echo(pattern)
     for op in s.queries:
         typer.echo(s.query_subject(op))
+
+
+@app.command("nats-config")
+def nats_config(
+    prefix: PrefixOpt = None,
+    out: Annotated[str | None, typer.Option("--out", help="write here (default: stdout)")
+                   ] = None,
+    port: Annotated[int, typer.Option("--port", help="client port")] = 4222,
+    monitor: Annotated[str, typer.Option(
+        "--monitor", help="HTTP monitoring host:port (default: off)")] = "",
+    store_dir: Annotated[str, typer.Option("--store-dir", help="JetStream store directory")
+                         ] = "/data/jetstream",
+    server_name: Annotated[str, typer.Option("--server-name")] = "",
+    check_env: Annotated[bool, typer.Option(
+        "--check-env", help="check the NATS_PASSWORD_<ROLE> variables of this environment "
+                            "(exit 1 naming each unusable one)")] = False,
+) -> None:
+    """Write a complete nats-server configuration: JetStream, one user per role (daemon,
+    market, account, trade, admin) with its password from NATS_PASSWORD_<ROLE>, and permissions
+    generated from subjects.yaml."""
+    import os
+
+    from twsbus.deploy import ServerOptions, check_passwords, nats_server_conf
+    from twsbus.subjects import surface
+
+    if check_env:
+        problems = check_passwords(os.environ)
+        for line in problems:
+            typer.echo(f"twsbus: {line}", err=True)
+        raise typer.Exit(1 if problems else 0)
+    text = nats_server_conf(surface(prefix), ServerOptions(
+        port=port, monitor=monitor, store_dir=store_dir, server_name=server_name))
+    if out:
+        with open(out, "w") as fh:
+            fh.write(text)
+    else:
+        typer.echo(text, nl=False)
 
 
 @app.command()
@@ -274,6 +466,13 @@ def orders(
     all_orders: Annotated[bool, typer.Option(
         "--all", help="final orders too (filled, cancelled), as far as the journal keeps "
                       "them")] = False,
+    creds: CredsOpt = None,
+    nkey: NkeyOpt = None,
+    user: UserOpt = None,
+    password: PasswordOpt = None,
+    token: TokenOpt = None,
+    inbox_prefix: InboxOpt = None,
+    tls_ca: TlsCaOpt = None,
 ) -> None:
     """A live table of orders and fills (tws.req.orders, then the order stream)."""
     from twsbus.client.orderview import watch_orders
@@ -281,10 +480,13 @@ def orders(
 
     cfg = load({"nats": nats, "prefix": prefix})
     result: list[int] = []
+    auth = _nats_options(cfg.nats, creds=creds, nkey=nkey, user=user, password=password,
+                         token=token, inbox_prefix=inbox_prefix, tls_ca=tls_ca)
 
     async def main(stop: asyncio.Event) -> None:
         result.append(await watch_orders(cfg.nats, cfg.prefix, stop, strategy=strategy,
-                                         account=account, once=once, all=all_orders))
+                                         account=account, once=once, all=all_orders,
+                                         nats_options=auth))
 
     _run_until_signal(main)
     if result and result[0]:

@@ -1,120 +1,228 @@
 """Typed daemon configuration: flags > environment (``TWSBUS_*``) > ``twsbus.yaml`` > defaults.
 
 Keys are flat snake_case names (``tws_port``, ``client_id``...), the same in the YAML file, in the
-environment (``TWSBUS_TWS_PORT``) and, with dashes, on the command line (``--tws-port``). Values
-are validated once at start-up; an error names the bad key and where it came from.
+environment (``TWSBUS_TWS_PORT``) and, with dashes, on the command line (``--tws-port``). The
+layers are pydantic-settings sources over one model, validated once at start-up; an error names
+the bad key and where it came from (``ConfigError``; the CLI exits 2).
+
+Environment values are strings, never YAML: ``TWSBUS_NATS_PASSWORD=123456`` (or ``yes``,
+``null``, ``[x``) is that password. Numbers are read from their digits; the structured settings
+(``watchlist``, ``order_guard``) take JSON. Passwords, tokens and nkey seeds are ``SecretStr``:
+their repr is ``**********`` and ``secret_values()`` feeds the log scrubber. Only ``TWSBUS_*``
+variables are read, so a deploy file's own variables (``NATS_PASSWORD_MARKET``...) never clash.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from collections.abc import Mapping
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    EnvSettingsSource,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
 
 from twsbus.orders.checks import Guard
 from twsbus.orders.journal import JournalSettings
+from twsbus.service.histpacing import HistRules
 from twsbus.tws.session import TwsConfig
+
+ENV_PREFIX = "TWSBUS_"
+#: TWSBUS_* variables that are not settings: the config file's path, and ./dev's venvs.
+NOT_SETTINGS = frozenset({"config", "venv", "venv981", "campaign_orders"})
+#: ``TWSBUS_SIM_*`` belong to the simulator (``TWSBUS_SIM_MAX_VERSION``), not to the daemon.
+NOT_SETTINGS_PREFIXES = ("sim_",)
 
 
 class ConfigError(Exception):
     """The configuration is invalid; the message names the key."""
 
 
-class WatchItem(msgspec.Struct, forbid_unknown_fields=True):
+class WatchItem(BaseModel):
     """An always-on subscription for plain ``nats sub`` users (no lease needed)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     kind: str
     contract: dict[str, Any]
-    params: dict[str, Any] = msgspec.field(default_factory=dict)
+    params: dict[str, Any] = Field(default_factory=dict)
 
 
-class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+def _guard(value: Any) -> Guard:
+    if isinstance(value, Guard):
+        return value
+    if isinstance(value, str):  # from the environment: JSON
+        value = json.loads(value) if value.strip() else {}
+    try:
+        return msgspec.convert(value or {}, Guard, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _watchlist(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+GuardSetting = Annotated[Guard, PlainValidator(_guard)]
+Secret = SecretStr | None
+
+_layers: ContextVar[tuple[Mapping[str, str], dict[str, Any]] | None] = ContextVar(
+    "twsbus_config_layers", default=None)
+
+
+class Config(BaseSettings):
+    """Every daemon setting. ``Config(key=value)`` takes its arguments and defaults only;
+    ``load()`` adds the environment and the file."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, case_sensitive=False,
+                                      extra="forbid", frozen=True, validate_default=True)
+
     # NATS
     nats: str = "nats://127.0.0.1:4222"
     nats_user: str | None = None
-    nats_password: str | None = None
-    nats_token: str | None = None
+    nats_password: Secret = None
+    nats_token: Secret = None
     nats_creds: str | None = None
-    nats_nkey_seed: str | None = None
+    #: An nkey seed file, or the seed itself (``SU...``).
+    nats_nkey_seed: Secret = None
     nats_tls_ca: str | None = None
     nats_tls_cert: str | None = None
     nats_tls_key: str | None = None
     #: Bytes nats-py may buffer while NATS is unreachable; past it, publishes are dropped and
     #: counted.
-    nats_pending_bytes: int = 64 * 1024 * 1024
+    nats_pending_bytes: int = Field(64 * 1024 * 1024, gt=0)
     #: nats-server's monitoring endpoint (``-m 8222``), read for its slow-consumer count.
     nats_monitor_url: str | None = None
     prefix: str = "tws"
     # TWS
     tws_host: str = "127.0.0.1"
-    tws_port: int = 7497
+    tws_port: int = Field(7497, gt=0, lt=65536)
     client_id: int = 0
-    connect_timeout: float = 10.0
+    connect_timeout: float = Field(10.0, gt=0)
     #: Retry within this many seconds while TWS refuses connections (restarting, not up yet).
-    reconnect_refused: Annotated[float, msgspec.Meta(gt=0)] = 0.5
+    reconnect_refused: float = Field(0.5, gt=0)
     #: Exponential backoff for a TWS that answers but will not start the API session.
-    backoff_initial: float = 1.0
-    backoff_max: float = 30.0
-    max_attempts: int = 0
+    backoff_initial: float = Field(1.0, gt=0)
+    backoff_max: float = Field(30.0, gt=0)
+    max_attempts: int = Field(0, ge=0)
     #: A quiet link is probed after probe_interval and dead after probe_timeout more.
-    probe_interval: Annotated[float, msgspec.Meta(gt=0)] = 2.0
-    probe_timeout: Annotated[float, msgspec.Meta(gt=0)] = 1.0
-    pacing_rate: float = 45.0
-    max_queue: int = 10_000
+    probe_interval: float = Field(2.0, gt=0)
+    probe_timeout: float = Field(1.0, gt=0)
+    pacing_rate: float = Field(45.0, gt=0, le=50)
+    max_queue: int = Field(10_000, gt=0)
     #: Highest server version to offer TWS (0 = whatever the installed ibapi supports).
-    max_server_version: Annotated[int, msgspec.Meta(ge=0)] = 0
+    max_server_version: int = Field(0, ge=0)
     #: The NATS watchdog: every interval the daemon asks its own status through NATS; this
     #: many misses in a row replace the connection.
-    watchdog_interval: float = 5.0
-    watchdog_timeout: float = 2.0
-    watchdog_failures: int = 3
+    watchdog_interval: float = Field(5.0, gt=0)
+    watchdog_timeout: float = Field(2.0, gt=0)
+    watchdog_failures: int = Field(3, ge=1)
     # Service
-    query_timeout: float = 10.0
-    status_interval: float = 5.0
-    lease_ttl: float = 30.0
-    lease_ttl_max: float = 300.0
-    linger: float = 5.0
-    max_lines: int = 100
-    max_depth: int = 3
-    watchlist: list[WatchItem] = msgspec.field(default_factory=list)
+    query_timeout: float = Field(10.0, gt=0)
+    status_interval: float = Field(5.0, gt=0)
+    lease_ttl: float = Field(30.0, gt=0)
+    lease_ttl_max: float = Field(300.0, gt=0)
+    linger: float = Field(5.0, ge=0)
+    max_lines: int = Field(100, ge=0)
+    max_depth: int = Field(3, ge=0)
+    watchlist: Annotated[list[WatchItem], Field(default_factory=list)]
+    #: Replies go only to reply subjects under these prefixes (comma-separated): the requester
+    #: chooses the reply subject, and the daemon may publish where clients may not.
+    reply_prefixes: str = "_INBOX"
+    #: IB's historical-data limits, kept for every requester (``service/histpacing.py``);
+    #: the simulator's settings have the same names.
+    hist_pacing: bool = True
+    hist_window: float = Field(600.0, gt=0)
+    hist_window_max: int = Field(60, ge=1)
+    hist_identical_gap: float = Field(15.0, ge=0)
+    hist_burst_window: float = Field(2.0, ge=0)
+    hist_burst_max: int = Field(5, ge=1)
+    hist_bidask_weight: int = Field(2, ge=1)
+    hist_max_open: int = Field(50, ge=1)
     # Orders
     #: Per-order limits checked before an order is sent (403 past them); empty = no limit.
-    order_guard: Guard = msgspec.field(default_factory=Guard)
+    order_guard: Annotated[GuardSetting, Field(default_factory=Guard)]
     #: The order event stream and journal (JetStream): kept this long, this large, replicated
     #: this many times (3 on a NATS cluster), deduplicated within this window.
-    orders_max_age: float = 90 * 86400.0
-    orders_max_bytes: int = 1024**3
-    orders_replicas: int = 1
-    orders_duplicate_window: float = 3600.0
+    orders_max_age: float = Field(90 * 86400.0, gt=0)
+    orders_max_bytes: int = Field(1024**3, gt=0)
+    orders_replicas: int = Field(1, ge=1, le=5)
+    orders_duplicate_window: float = Field(3600.0, gt=0)
+    # Operations
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
+    #: Serve Prometheus metrics on this port (0 = off) and address.
+    metrics_port: int = Field(0, ge=0, lt=65536)
+    metrics_host: str = "127.0.0.1"
 
-    def __post_init__(self) -> None:
-        checks = {
-            "tws_port": 0 < self.tws_port < 65536,
-            "pacing_rate": 0 < self.pacing_rate <= 50,
-            "query_timeout": self.query_timeout > 0,
-            "lease_ttl": 0 < self.lease_ttl <= self.lease_ttl_max,
-            "linger": self.linger >= 0,
-            "max_lines": self.max_lines >= 0,
-            "max_depth": self.max_depth >= 0,
-            "status_interval": self.status_interval > 0,
-            "watchdog_interval": self.watchdog_interval > 0,
-            "watchdog_timeout": self.watchdog_timeout > 0,
-            "watchdog_failures": self.watchdog_failures >= 1,
-            "orders_max_age": self.orders_max_age > 0,
-            "orders_max_bytes": self.orders_max_bytes > 0,
-            "orders_replicas": 1 <= self.orders_replicas <= 5,
-            "orders_duplicate_window": 0 < self.orders_duplicate_window <= self.orders_max_age,
-        }
-        bad = [k for k, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"out of range: {', '.join(bad)}")
-        if not self.prefix or any(c in self.prefix for c in " *>"):
-            raise ValueError("prefix must be a plain NATS subject token sequence")
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        layers = _layers.get()
+        if layers is None:  # Config(...) in code: its arguments and the defaults, nothing else
+            return (init_settings,)
+        environ, file_values = layers
+        return (init_settings, _Environment(settings_cls, environ),
+                InitSettingsSource(settings_cls, file_values))
+
+    @field_validator("watchlist", mode="before")
+    @classmethod
+    def _watchlist_json(cls, value: Any) -> Any:
+        return _watchlist(value)
+
+    @field_validator("prefix")
+    @classmethod
+    def _plain_prefix(cls, value: str) -> str:
+        if not value or any(c in value for c in " *>") or ".." in value \
+                or value.startswith(".") or value.endswith("."):
+            raise ValueError("must be a plain NATS subject token sequence (e.g. tws.paper)")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return value.upper()
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Config:
+        if self.lease_ttl > self.lease_ttl_max:
+            raise ValueError("lease_ttl: must not exceed lease_ttl_max")
+        if self.orders_duplicate_window > self.orders_max_age:
+            raise ValueError("orders_duplicate_window: must not exceed orders_max_age")
+        return self
+
+    def __repr_args__(self) -> Any:  # SecretStr already hides itself; keep reprs short
+        return [(k, v) for k, v in super().__repr_args__() if v is not None]
+
+    def hist_rules(self) -> HistRules:
+        return HistRules(window=self.hist_window, window_max=self.hist_window_max,
+                         identical_gap=self.hist_identical_gap,
+                         burst_window=self.hist_burst_window, burst_max=self.hist_burst_max,
+                         bidask_weight=self.hist_bidask_weight, max_open=self.hist_max_open)
 
     def journal(self) -> JournalSettings:
         return JournalSettings(max_age=self.orders_max_age, max_bytes=self.orders_max_bytes,
@@ -131,23 +239,65 @@ class Config(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             max_queue=self.max_queue, max_server_version=self.max_server_version,
         )
 
+    def nats_auth(self) -> dict[str, Any]:
+        """nats-py ``connect()`` keyword arguments for the credentials and TLS settings."""
+        out: dict[str, Any] = {}
+        if self.nats_user:
+            out["user"], out["password"] = self.nats_user, reveal(self.nats_password)
+        if self.nats_token:
+            out["token"] = reveal(self.nats_token)
+        if self.nats_creds:
+            out["user_credentials"] = self.nats_creds
+        seed = reveal(self.nats_nkey_seed)
+        if seed:
+            inline = seed.startswith("SU") and not os.path.exists(seed)
+            out["nkeys_seed_str" if inline else "nkeys_seed"] = seed
+        if self.nats_tls_ca or self.nats_tls_cert:
+            import ssl
 
-FIELDS = set(Config.__struct_fields__)
-ENV_PREFIX = "TWSBUS_"
+            ctx = ssl.create_default_context(cafile=self.nats_tls_ca)
+            if self.nats_tls_cert:
+                ctx.load_cert_chain(self.nats_tls_cert, self.nats_tls_key)
+            out["tls"] = ctx
+        return out
+
+    def secret_values(self) -> list[str]:
+        """The secrets' values, for the log scrubber (never to be printed)."""
+        return [s for s in (reveal(self.nats_password), reveal(self.nats_token),
+                            reveal(self.nats_nkey_seed)) if s and len(s) >= 3]
 
 
-def from_env(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    env = os.environ if environ is None else environ
-    out: dict[str, Any] = {}
-    for name, value in env.items():
-        if not name.startswith(ENV_PREFIX):
+FIELDS = frozenset(Config.model_fields)
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    return secret.get_secret_value() if secret is not None else None
+
+
+class _Environment(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping (tests pass their own)."""
+
+    def __init__(self, settings_cls: type[BaseSettings], environ: Mapping[str, str]) -> None:
+        self._environ = environ
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        return {k.lower(): v for k, v in self._environ.items()}  # case_sensitive=False
+
+
+def env_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """The ``TWSBUS_*`` variables as ``{key: raw string}``; an unknown one is an error (a typo
+    would otherwise be ignored in silence)."""
+    out: dict[str, str] = {}
+    for name, value in environ.items():
+        if not name.upper().startswith(ENV_PREFIX):
             continue
         key = name[len(ENV_PREFIX):].lower()
-        if key == "config":
+        if key in NOT_SETTINGS or key.startswith(NOT_SETTINGS_PREFIXES):
             continue
         if key not in FIELDS:
             raise ConfigError(f"environment variable {name}: no such setting {key!r}")
-        out[key] = yaml.safe_load(value) if value else value
+        out[key] = value
     return out
 
 
@@ -161,34 +311,50 @@ def from_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path}: not YAML ({exc})") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path}: expected a mapping of settings")
-    unknown = sorted(set(data) - FIELDS)
+    unknown = sorted(str(k) for k in set(data) - FIELDS)
     if unknown:
         raise ConfigError(f"config file {path}: unknown setting(s) {', '.join(unknown)}")
     return data
 
 
 def load(flags: dict[str, Any] | None = None, path: str | Path | None = None,
-         environ: dict[str, str] | None = None) -> Config:
+         environ: Mapping[str, str] | None = None) -> Config:
     """Merge the layers and validate. ``path`` defaults to $TWSBUS_CONFIG, then ./twsbus.yaml."""
     env = os.environ if environ is None else environ
     path = path or env.get("TWSBUS_CONFIG")
     if path is None and Path("twsbus.yaml").exists():
         path = "twsbus.yaml"
-    layers: list[tuple[str, dict[str, Any]]] = []
-    if path:
-        layers.append((f"config file {path}", from_file(path)))
-    layers.append(("environment", from_env(dict(env))))
-    layers.append(("command line", {k: v for k, v in (flags or {}).items() if v is not None}))
-    merged: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for where, layer in layers:
-        merged.update(layer)
-        origin.update(dict.fromkeys(layer, where))
+    file_values = from_file(path) if path else {}
+    env_values = env_settings(env)
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    origin = {**dict.fromkeys(file_values, f"config file {path}"),
+              **{k: f"environment {ENV_PREFIX}{k.upper()}" for k in env_values},
+              **dict.fromkeys(given, "command line")}
+    token = _layers.set(({f"{ENV_PREFIX}{k.upper()}": v for k, v in env_values.items()},
+                         file_values))
     try:
-        return msgspec.convert(merged, Config, strict=False)
-    except msgspec.ValidationError as exc:
-        text = str(exc)
-        key = text.rsplit("$.", 1)[-1].split(".")[0].split("[")[0].rstrip("`") \
-            if "$." in text else ""
+        return Config(**given)
+    except ValidationError as exc:
+        raise ConfigError(describe(exc, origin)) from None
+    except ValueError as exc:  # JSON in an environment variable
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    finally:
+        _layers.reset(token)
+
+
+def describe(exc: ValidationError, origin: Mapping[str, str]) -> str:
+    """One line per bad key: the key, where it came from, what is wrong (never the value:
+    it may be a secret)."""
+    lines = []
+    for err in exc.errors(include_url=False, include_input=False):
+        loc = [str(p) for p in err["loc"]]
+        message = err["msg"].removeprefix("Value error, ")
+        key = loc[0] if loc else message.split(":", 1)[0]
         where = f" (from {origin[key]})" if key in origin else ""
-        raise ConfigError(f"invalid configuration{where}: {text}") from None
+        path = ".".join(loc) if loc else key
+        if loc or not message.startswith(f"{key}:"):
+            message = f"{path}: {message}"
+        if err["type"] == "string_type" and origin.get(key, "").startswith("config file"):
+            message += " (quote it in YAML)"
+        lines.append(f"{message}{where}")
+    return "invalid configuration: " + "; ".join(lines)

@@ -126,6 +126,8 @@ class Status(msgspec.Struct):
     queries: dict[str, int] = msgspec.field(default_factory=dict)
     nats: dict[str, Any] = msgspec.field(default_factory=dict)
     orders: dict[str, Any] = msgspec.field(default_factory=dict)
+    #: IB's historical-data limits as the daemon keeps them (window use, queue, waits).
+    historical: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 class TwsErrorEvent(msgspec.Struct, omit_defaults=True):

@@ -25,6 +25,16 @@ from twsbus.orders.model import Order
 SUBJECTS_FILE = Path(__file__).with_name("subjects.yaml")
 
 
+class OpClass(enum.StrEnum):
+    """What an op or a subscription kind can do; roles are granted classes (``roles``)."""
+
+    REFERENCE = "reference"
+    MARKET = "market"
+    ACCOUNT = "account"
+    TRADE = "trade"
+    ADMIN = "admin"
+
+
 class Pattern(enum.StrEnum):
     SINGLE = "single"
     LIST = "list"
@@ -70,6 +80,8 @@ class QuerySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=Tr
     op: str
     method: str
     pattern: Pattern
+    #: ``class:`` in the file; every query declares one (the role permissions are made from it).
+    cls: OpClass = msgspec.field(name="class")
     key: str | None = None
     args: tuple[ArgSpec, ...] = ()
     callbacks: tuple[str, ...] = ()
@@ -120,8 +132,20 @@ class SubscriptionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     method: str
     cancel: str | CallSpec
     data: str
+    cls: OpClass = msgspec.field(name="class")
     lines: int = 0
     depth: int = 0
+
+
+class Roles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """``roles`` in the file: the classes each client role may use, and the class of each fixed
+    subject (``status``, ``orders_request``...; queries and kinds carry their own)."""
+
+    classes: dict[str, frozenset[OpClass]]
+    subjects: dict[str, OpClass]
+
+    def may(self, role: str, cls: OpClass) -> bool:
+        return cls in self.classes[role]
 
 
 #: What a value may hold to become one subject token: a strict subset of what NATS allows (no
@@ -164,6 +188,7 @@ class Surface:
             kind: msgspec.convert({"kind": kind, **body}, SubscriptionSpec)
             for kind, body in raw["subscriptions"].items()
         }
+        self.roles: Roles = msgspec.convert(raw["roles"], Roles)
 
     def subject(self, name: str, **params: Any) -> str:
         return self._subjects[name].format(prefix=self.prefix, **params)

@@ -12,7 +12,8 @@ from ibapi.ticktype import TickTypeEnum
 
 from twsbus.sim import wire
 from twsbus.tws.callbacks import Event, EventWrapper
-from twsbus.tws.fastpath import decode_fast
+from twsbus.tws.fastpath import decode_fast, decode_fast_binary
+from twsbus.tws.protofast import decode_proto_fast
 
 NOT_SET = TickTypeEnum.NOT_SET
 _TAKES_MSG_ID = len(inspect.signature(Decoder.interpret).parameters) == 3
@@ -71,3 +72,69 @@ def test_fast_decode_matches_ibapi_field_for_field(version: int) -> None:
 def test_other_messages_and_odd_shapes_are_left_to_ibapi() -> None:
     assert not decode_fast([b"49", b"1", b"1795235950"], lambda e: None, 200)
     assert not decode_fast([b"1", b"6", b"7", b"1"], lambda e: None, 200)  # truncated
+
+
+@pytest.mark.parametrize("version", [201, 203, 206, 213, 220, 225])
+def test_binary_id_text_frames_match_ibapi(version: int) -> None:
+    if not _TAKES_MSG_ID:
+        pytest.skip("ibapi 9.81 has no binary message ids")
+    for frame in _frames():
+        fields = wire.encode(frame)[4:].split(b"\0")[:-1]
+        expected = _plain(_via_ibapi(fields, version))
+        events: list[Event] = []
+        assert decode_fast_binary(int(fields[0]), fields[1:], events.append, version)
+        assert _plain(events) == expected, frame
+
+
+def _proto_messages() -> list[tuple[int, bytes]]:
+    pb = pytest.importorskip("ibapi.protobuf.TickPrice_pb2")
+    from ibapi.protobuf.TickGeneric_pb2 import TickGeneric
+    from ibapi.protobuf.TickSize_pb2 import TickSize
+    from ibapi.protobuf.TickString_pb2 import TickString
+
+    out: list[tuple[int, bytes]] = []
+    sizes: list[str | None] = ["100", "0", "12.5", "0.0001", "1E+2", "NaN",
+                               str(2**127 - 1), "2147483647", None]
+    for tick_type, price, size, (mask, req_id) in itertools.product(
+            [1, 2, 4, 9, 66, 37, None], [190.01, 0.0, 1.7976931348623157e308, None], sizes,
+            [(0, 7), (7, 0), (None, None)]):
+        kwargs = {k: v for k, v in (("reqId", req_id), ("tickType", tick_type),
+                                    ("price", price), ("size", size), ("attrMask", mask))
+                  if v is not None}
+        out.append((201, pb.TickPrice(**kwargs).SerializeToString()))
+    for tick_type, size in itertools.product([0, 3, 8, 69, NOT_SET, None], sizes):
+        kwargs = {k: v for k, v in (("reqId", 9), ("tickType", tick_type), ("size", size))
+                  if v is not None}
+        out.append((202, TickSize(**kwargs).SerializeToString()))
+    for value in ["1795235950", "", "café", "a;b;c;;", None]:
+        for tick_type in (45, 32, NOT_SET):
+            kwargs = {k: v for k, v in (("reqId", 11), ("tickType", tick_type),
+                                        ("value", value)) if v is not None}
+            out.append((246, TickString(**kwargs).SerializeToString()))
+    for gvalue in [0.0, 1.0, 3.5, -2.0, float("nan"), None]:
+        kwargs = {k: v for k, v in (("reqId", 13), ("tickType", 49), ("value", gvalue))
+                  if v is not None}
+        out.append((245, TickGeneric(**kwargs).SerializeToString()))
+    out.append((201, b""))  # every field absent
+    return out
+
+
+@pytest.mark.parametrize("version", [206, 220, 225])
+def test_protobuf_ticks_match_ibapi_field_for_field(version: int) -> None:
+    expected: list[Event] = []
+    decoder = Decoder(EventWrapper(expected.append), version)
+    for msg_id, body in _proto_messages():
+        expected.clear()
+        decoder.processProtoBuf(body, msg_id - 200)
+        events: list[Event] = []
+        assert decode_proto_fast(msg_id, body, events.append)
+        assert _plain(events) == _plain(expected), (msg_id, body)
+
+
+def test_protobuf_callbacks_emit_nothing() -> None:
+    pb = pytest.importorskip("ibapi.protobuf.TickPrice_pb2")
+    events: list[Event] = []
+    wrapper = EventWrapper(events.append)
+    wrapper.tickPriceProtoBuf(pb.TickPrice(reqId=1, tickType=1, price=1.0))
+    assert events == []
+    assert not decode_proto_fast(249, b"", events.append)  # currentTime: left to IB's decoder

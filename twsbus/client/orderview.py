@@ -238,18 +238,21 @@ class _Screen:
 async def watch_orders(nats_url: str, prefix: str, stop: asyncio.Event, *,
                        strategy: str | None = None, account: str | None = None,
                        once: bool = False, all: bool = False, out: TextIO | None = None,
-                       err: TextIO | None = None) -> int:
+                       err: TextIO | None = None,
+                       nats_options: dict[str, Any] | None = None) -> int:
     """Run the view until ``stop`` is set (or once); the exit status is returned."""
-    import nats
 
     out = out or sys.stdout
     err = err or sys.stderr
     title = " ".join(["twsbus orders", prefix, f"strategy={strategy or '*'}",
                       f"account={account or '*'}"])
     try:
-        nc = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=-1)
-    except Exception as exc:
-        err.write(f"twsbus: cannot connect to NATS at {nats_url}: {exc!r}\n")
+        # nats_options: credentials and the inbox prefix (twsbus.cli's --user, --creds...)
+        from twsbus.health import connect
+
+        nc = await connect(nats_url, timeout=3, keep_reconnecting=True, **(nats_options or {}))
+    except Exception as exc:  # NatsUnreachable: one line saying why
+        err.write(f"twsbus: {exc}\n")
         return 1
     board = OrderBoard()
     screen = _Screen(out, board, title, table=out.isatty() and not once)

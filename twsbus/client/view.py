@@ -233,18 +233,20 @@ class LiveTable:
 async def watch(nats_url: str, prefix: str, kind: str, target: str | None,
                 params: dict[str, Any], stop: asyncio.Event, *, ttl: float = 30.0,
                 json_lines: bool | None = None, out: TextIO | None = None,
-                err: TextIO | None = None) -> int:
+                err: TextIO | None = None, nats_options: dict[str, Any] | None = None) -> int:
     """Run the view until ``stop`` is set or the stream ends; the exit status is returned."""
-    import nats
 
     out = out or sys.stdout
     err = err or sys.stderr
     as_json = (not out.isatty()) if json_lines is None else json_lines
     view: JsonLines | LiveTable = JsonLines(out) if as_json else LiveTable(out, kind)
     try:
-        nc = await nats.connect(nats_url, connect_timeout=3, max_reconnect_attempts=-1)
-    except Exception as exc:
-        err.write(f"twsbus: cannot connect to NATS at {nats_url}: {exc!r}\n")
+        # nats_options: credentials and the inbox prefix (twsbus.cli's --user, --creds...)
+        from twsbus.health import connect
+
+        nc = await connect(nats_url, timeout=3, keep_reconnecting=True, **(nats_options or {}))
+    except Exception as exc:  # NatsUnreachable: one line saying why
+        err.write(f"twsbus: {exc}\n")
         return 1
     status = 0
     try:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import secrets
 import socket
 import time
@@ -24,8 +23,10 @@ from nats.aio.client import Client as NATS
 from nats.micro import add_service
 from nats.micro.service import EndpointConfig, Service, ServiceConfig
 
+from twsbus import __version__
 from twsbus.config import Config
 from twsbus.errors import NotConnected, is_connection_level
+from twsbus.logs import redact
 from twsbus.messages import (
     Budget,
     LeasesReply,
@@ -37,9 +38,11 @@ from twsbus.messages import (
     TwsErrorEvent,
     TwsState,
 )
-from twsbus.service import bodies
+from twsbus.service import bodies, systemd
 from twsbus.service.endpoints import Requests
+from twsbus.service.histpacing import HistoricalPacer
 from twsbus.service.leases import LeaseRegistry
+from twsbus.service.metrics import Metrics
 from twsbus.service.natslink import LinkFailed, NatsLink, find_twins
 from twsbus.service.natsmon import NatsMonitor
 from twsbus.service.natsout import NatsOut
@@ -70,6 +73,8 @@ class Daemon:
         self.session = TwsSession(config.tws(), self.router.route, self._on_tws_state)
         self.queries = QueryExecutor(self.surface, self.session, self.router,
                                      config.query_timeout)
+        self.pacer = HistoricalPacer(config.hist_rules()) if config.hist_pacing else None
+        self.queries.pacer = self.pacer
         self.publisher = Publisher(self.epoch)
         self.resolver = ContractResolver(self.queries)
         self.leases = LeaseRegistry(
@@ -91,7 +96,9 @@ class Daemon:
         self.monitor = (NatsMonitor(config.nats_monitor_url, config.status_interval)
                         if config.nats_monitor_url else None)
         self.service: Service | None = None
-        self.requests = Requests(self._max_payload)
+        self.requests = Requests(self._max_payload, reply_prefixes=tuple(
+            p.strip() for p in config.reply_prefixes.split(",") if p.strip()))
+        self.metrics: Metrics | None = None
         self.dropped: dict[str, int] = {"nats_publish": 0}
         self.tws_errors = 0
         self._stop = asyncio.Event()
@@ -104,6 +111,14 @@ class Daemon:
     # ---- lifecycle ------------------------------------------------------------------------
 
     async def run(self) -> None:
+        self._start_metrics()
+        try:
+            await self._run()
+        finally:
+            if self.metrics is not None:
+                self.metrics.close()
+
+    async def _run(self) -> None:
         try:
             async with asyncio.TaskGroup() as tg:
                 link = tg.create_task(self.link.run(), name="nats-link")
@@ -118,11 +133,15 @@ class Daemon:
                     tg.create_task(self._publish_status_forever(), name="status"),
                     tg.create_task(self.leases.run(), name="leases"),
                     tg.create_task(self.desk.run(), name="orders"),
+                    tg.create_task(systemd.keep_alive(self._ready, self._one_line),
+                                   name="systemd"),
                 ]
                 if self.config.watchlist:
                     background.append(tg.create_task(self._watch(), name="watchlist"))
                 if self.monitor is not None:
                     background.append(tg.create_task(self.monitor.run(), name="nats-monitor"))
+                if self.pacer is not None:
+                    background.append(tg.create_task(self.pacer.run(), name="hist-pacing"))
                 self.started.set()
                 log.info("twsbus %s serving %s.* on %s", self.epoch, self.surface.prefix,
                          redact(self.config.nats))
@@ -136,8 +155,26 @@ class Daemon:
     def stop(self) -> None:
         self._stop.set()
 
+    def _start_metrics(self) -> None:
+        if self.config.metrics_port:
+            self.metrics = Metrics(self.status, asyncio.get_running_loop())
+            self.requests.observe = self.metrics.observe
+            try:
+                self.metrics.serve(self.config.metrics_host, self.config.metrics_port)
+            except OSError as exc:  # metrics are not worth refusing to serve TWS for
+                log.error("metrics: cannot listen on %s:%d: %s", self.config.metrics_host,
+                          self.config.metrics_port, exc.strerror or exc)
+
+    def _ready(self) -> bool:
+        return self.link.connected and self.session.state is SessionState.READY
+
+    def _one_line(self) -> str:
+        return (f"TWS {self.session.state.value}, NATS "
+                f"{'connected' if self.link.connected else 'disconnected'}")
+
     async def _shutdown(self) -> None:
         log.info("twsbus: shutting down")
+        systemd.notify("STOPPING=1")
         if self.service is not None:
             await self.service.stop()  # stop taking requests
         await self.requests.drain(timeout=5.0)  # answer or fail those in flight
@@ -161,21 +198,7 @@ class Daemon:
             "disconnected_cb": self._on_nats_disconnected,
             "reconnected_cb": self._on_nats_reconnected,
         }
-        if cfg.nats_user:
-            options["user"], options["password"] = cfg.nats_user, cfg.nats_password
-        if cfg.nats_token:
-            options["token"] = cfg.nats_token
-        if cfg.nats_creds:
-            options["user_credentials"] = cfg.nats_creds
-        if cfg.nats_nkey_seed:
-            options["nkeys_seed"] = cfg.nats_nkey_seed
-        if cfg.nats_tls_ca or cfg.nats_tls_cert:
-            import ssl
-
-            ctx = ssl.create_default_context(cafile=cfg.nats_tls_ca)
-            if cfg.nats_tls_cert:
-                ctx.load_cert_chain(cfg.nats_tls_cert, cfg.nats_tls_key)
-            options["tls"] = ctx
+        options.update(cfg.nats_auth())  # credentials and TLS (config.py)
         return options
 
     async def _nats_up(self, nc: NATS) -> None:
@@ -194,6 +217,7 @@ class Daemon:
         self.publisher.attach(NatsOut(nc))
         await self.desk.attach(nc)
         self.service = await self._start_service()
+        self.requests.bind(self.service)  # true micro stats (endpoints.py)
         self._status_changed.set()
 
     def _nats_down(self) -> None:
@@ -206,7 +230,7 @@ class Daemon:
         assert self.nc is not None
         meta = self.surface.service
         service = await add_service(self.nc, ServiceConfig(
-            name=meta["name"], version=meta["version"], description=meta["description"],
+            name=meta["name"], version=__version__, description=meta["description"],
             metadata={"prefix": self.surface.prefix, "epoch": self.epoch,
                       "host": socket.gethostname(), "pid": str(os.getpid())},
             stats_handler=lambda endpoint: {"epoch": self.epoch},
@@ -300,7 +324,8 @@ class Daemon:
         code, message = event.data["code"], event.data["message"]
         self.tws_errors += 1
         level = logging.INFO if is_connection_level(code) or code >= 2100 else logging.WARNING
-        log.log(level, "TWS %d: %s", code, message)
+        log.log(level, "TWS %d: %s", code, message,
+                extra={"code": code, "reqId": event.key})
         self.publish(self.surface.subject("errors"), TwsErrorEvent(
             code=code, message=message, reqId=event.key if event.key is not None else -1,
             ts=time.time_ns(), epoch=self.epoch))
@@ -361,8 +386,10 @@ class Daemon:
                      "publish_failed": self.publisher.failed,
                      "tws_queue_refused": s.sender.refused,
                      "tws_queue_discarded": s.sender.discarded},
+            historical=self.pacer.stats() if self.pacer is not None else {},
             queries={"in_flight": self.queries.in_flight, "coalesced": self.queries.coalesced,
                      "withdrawn": self.queries.withdrawn,
+                     "refused_replies": self.requests.refused_replies,
                      "answered": self.requests.answered, "failed": self.requests.failed},
             nats={"connected": self.link.connected,
                   "reconnects": int(self.nc.stats.get("reconnects", 0)) if self.nc else 0,
@@ -391,11 +418,6 @@ class Daemon:
 class TwinFound(Exception):
     """Another daemon already serves this prefix on this NATS (its queries, leases and orders
     would be split between the two at random)."""
-
-
-def redact(url: str) -> str:
-    """A NATS URL (or a comma-separated list) without its credentials, for logs."""
-    return re.sub(r"//[^@/]*@", "//***@", url)
 
 
 async def _either(a: asyncio.Event, b: asyncio.Event) -> None:

@@ -4,33 +4,74 @@ nats-py's micro framework calls an endpoint's handler one request at a time, so 
 would hold up every other request to the same endpoint. ``Requests.handler`` returns at once and
 runs the work in its own task, tracked so that shutdown can answer or fail what is in flight.
 Replies larger than the server's max_payload fail with 413 and a hint to narrow the request.
+
+Because the handler returns before the work is done, the micro framework's own endpoint stats
+would time only the task's start and never see an error. So the task keeps the books itself:
+when it has answered, it writes the endpoint's ``num_errors``, ``last_error`` and
+``processing_time`` (arrival to reply, the sum over answered requests) and the average over them
+into the framework's endpoint object (``bind`` maps subjects to those objects), which is what
+``$SRV.STATS`` (``nats micro stats twsbus``) reports. ``observe`` (the metrics) gets the same
+measurement with the op and the result code.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from nats.micro.request import Request
+from nats.micro.service import Service
 
 from twsbus.errors import InternalError, NotConnected, PayloadTooLarge, TwsBusError, error_reply
+from twsbus.service.histpacing import REQUESTER
 
 log = logging.getLogger("twsbus.service")
 
 Work = Callable[[bytes], Awaitable[Any]]
+Observe = Callable[[str, float, int], None]
 
 _encoder = msgspec.json.Encoder()
+
+
+class _Books:
+    """One endpoint's real numbers (the framework's object only holds what we write there)."""
+
+    __slots__ = ("answered", "endpoint", "nanos")
+
+    def __init__(self, endpoint: Any) -> None:
+        self.endpoint = endpoint
+        self.answered = 0
+        self.nanos = 0
+
+    def settle(self, nanos: int, error: TwsBusError | None) -> None:
+        self.answered += 1
+        self.nanos += nanos
+        ep = self.endpoint
+        if error is not None:
+            ep._num_errors += 1
+            ep._last_error = f"{error.code}: {error.message}"
+        ep._processing_time = self.nanos
+        ep._average_processing_time = self.nanos // self.answered
 
 
 class Requests:
     """Spawns and tracks a task per request."""
 
-    def __init__(self, max_payload: Callable[[], int]) -> None:
+    def __init__(self, max_payload: Callable[[], int], observe: Observe | None = None,
+                 reply_prefixes: tuple[str, ...] = ("_INBOX",)) -> None:
         self._tasks: set[asyncio.Task[None]] = set()
         self._max_payload = max_payload
+        #: Replies go only to subjects under these prefixes: a reply subject is the
+        #: requester's to choose, and the daemon may publish where clients may not (a forged
+        #: reply subject would make it write into a data subject or the order stream).
+        self.reply_prefixes = reply_prefixes
+        self.refused_replies = 0
+        self._books: dict[str, _Books] = {}
+        self.observe = observe
         self.accepting = True
         self.answered = 0
         self.failed = 0
@@ -42,15 +83,30 @@ class Requests:
     def in_flight(self) -> int:
         return len(self._tasks)
 
+    def bind(self, service: Service) -> None:
+        """Keep the books of ``service``'s endpoints (a new service starts from zero)."""
+        self._books = {ep._subject: _Books(ep) for ep in service._endpoints}
+
     def handler(self, work: Work) -> Callable[[Request], Awaitable[None]]:
         async def handle(request: Request) -> None:
-            task = asyncio.get_running_loop().create_task(self._answer(request, work))
+            reply = request._msg.reply or ""
+            if not reply.startswith(self.reply_prefixes):
+                self.refused_replies += 1  # answered nowhere, and nothing done
+                log.warning("a request on %s asked for its reply on %r: refused (replies go "
+                            "only to %s...)", request.subject, reply[:80],
+                            "|".join(self.reply_prefixes), extra={"subject": request.subject})
+                return
+            started = time.perf_counter_ns()
+            task = asyncio.get_running_loop().create_task(self._answer(request, work, started))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
         return handle
 
-    async def _answer(self, request: Request, work: Work) -> None:
+    async def _answer(self, request: Request, work: Work, started: int) -> None:
+        error: TwsBusError | None = None
+        # Who asks (their inbox, without the per-request token): fair turns key on it.
+        REQUESTER.set((request._msg.reply or "").rpartition(".")[0])
         try:
             if not self.accepting:
                 raise NotConnected("twsbus is shutting down")
@@ -66,13 +122,34 @@ class Requests:
             await request.respond(data)
             self.answered += 1
         except TwsBusError as exc:
+            error = exc
             await self._respond_error(request, exc)
         except asyncio.CancelledError:
-            await self._respond_error(request, NotConnected("twsbus is shutting down"))
+            error = NotConnected("twsbus is shutting down")
+            await self._respond_error(request, error)
             raise
         except Exception as exc:
-            log.exception("request on %s failed", request.subject)
-            await self._respond_error(request, InternalError(f"internal error: {exc!r}"))
+            log.exception("request on %s failed", request.subject,
+                          extra={"subject": request.subject, "code": InternalError.code})
+            error = InternalError(f"internal error: {exc!r}")
+            await self._respond_error(request, error)
+        finally:
+            self._settle(request.subject, time.perf_counter_ns() - started, error)
+
+    def _settle(self, subject: str, nanos: int, error: TwsBusError | None) -> None:
+        books = self._books.get(subject)
+        if books is not None:
+            books.settle(nanos, error)
+        op = books.endpoint._name if books is not None else subject
+        code = error.code if error is not None else 0
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s: %s in %.1f ms", op, code or "ok", nanos / 1e6,
+                      extra={"op": op, "subject": subject, "code": code})
+        if self.observe is not None:
+            try:
+                self.observe(op, nanos / 1e9, code)
+            except Exception as exc:  # metrics must never fail a request
+                log.debug("metrics: %r", exc)
 
     async def _respond_error(self, request: Request, exc: TwsBusError) -> None:
         self.failed += 1

@@ -59,6 +59,7 @@ class NatsLink:
         self.last_error: str | None = None
         self._closed = asyncio.Event()
         self._closing = False
+        self._discovered: list[str] = []
 
     def __repr__(self) -> str:
         state = "up" if self.up.is_set() else "down"
@@ -74,10 +75,12 @@ class NatsLink:
             nc = await self._connect()
             self.nc = nc
             try:
-                await self.on_up(nc)
+                if not await self._set_up(nc):
+                    continue  # the finally block discards the connection; try a fresh one
                 self.up.set()
                 deaf, answered = await self._watch(nc)
             finally:
+                self._discovered = [u.geturl() for u in nc.discovered_servers]
                 self.up.clear()
                 self.on_down()
                 await _discard(nc)
@@ -106,6 +109,10 @@ class NatsLink:
 
     async def _connect(self) -> NATS:
         options = self._options()
+        # Members the cluster told the last connection about, after the configured ones: a
+        # daemon given one URL must not retry only that member when it is the one that hung.
+        known = list(options.get("servers", []))
+        options["servers"] = known + [s for s in self._discovered if s not in known]
         servers = ", ".join(self.redact(s) for s in options.get("servers", []))
         while True:
             self._closed = asyncio.Event()
@@ -119,6 +126,19 @@ class NatsLink:
                 self.last_error = f"cannot connect to {servers}: {exc!r}"
                 log.warning("NATS: %s; retrying in %gs", self.last_error, self.retry)
                 await asyncio.sleep(self.retry)
+
+    async def _set_up(self, nc: NATS) -> bool:
+        """``on_up``; False (after ``retry`` seconds) when NATS failed it. On a cluster, a member
+        that dies leaves JetStream without leaders for seconds, and the order journal's requests
+        time out: that ends this round, not the daemon. Other errors (a twin) still raise."""
+        try:
+            await self.on_up(nc)
+        except nats.errors.Error as exc:
+            self.last_error = f"setting up on NATS failed: {exc!r}"
+            log.warning("NATS: %s; retrying in %gs", self.last_error, self.retry)
+            await asyncio.sleep(self.retry)
+            return False
+        return True
 
     async def _watch(self, nc: NATS) -> tuple[bool, bool]:
         """Until the connection closes (False) or goes deaf (True); also says whether any ping

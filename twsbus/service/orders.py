@@ -111,6 +111,7 @@ class OrderDesk:
         self._unsent: dict[str, str] = {}
         #: Callbacks TWS sent about each order (repeats included), for waiters.
         self._acks: dict[str, int] = {}
+        self._ok = asyncio.Event()  # reconciled since the last connect
         self._reconcile_wanted = asyncio.Event()
         self._reconciling = False
         self._place_lock = asyncio.Lock()
@@ -162,12 +163,14 @@ class OrderDesk:
     # ---- TWS side -------------------------------------------------------------------------------
 
     def tws_ready(self) -> None:
+        self._ok.clear()  # until the reconciliation this asks for is done
         self._reconcile_wanted.set()
 
     def tws_lost(self, reason: str) -> None:
         """A request still in the pacing queue when the link went never reached TWS: its caller
         is told so (503, place it again; a new order leaves the journal). An order written to
         the link but not yet acknowledged has an unknown fate until reconciliation."""
+        self._ok.clear()
         for key, ticket in list(self._tickets.items()):
             if not ticket.written:
                 self._unsent[key] = f"not sent: the TWS link dropped ({reason}) before it left"
@@ -205,6 +208,9 @@ class OrderDesk:
                 self._errors.setdefault(record.key, []).append((data["code"], data["message"]))
         self._emit(self.book.apply(name, data, self._reconciling))
         touched = self.book.touched
+        if touched is not None and touched.clientId == self.book.client_id and \
+                touched.orderId:  # an id TWS knows is never handed out again
+            self.session.reserve_ids(touched.orderId)
         if touched is not None:  # TWS answered about it, news or not: a waiter may go on
             self._acks[touched.key] = self._acks.get(touched.key, 0) + 1
             changed = self._changed.get(touched.key)
@@ -237,8 +243,7 @@ class OrderDesk:
             known = self.book.get(request.clientOrderId) if request.clientOrderId else None
             if known is not None:
                 return self._duplicate(known, original)
-            if not self.session.ready:
-                raise NotConnected(f"TWS is {self.session.state.value}: the order was not sent")
+            await self._wait_reconciled(request.timeout, "the order was not sent")
             order_id = self.session.next_id()
             record = OrderRecord(
                 key=request.clientOrderId or f"auto-{secrets.token_hex(8)}",
@@ -277,8 +282,7 @@ class OrderDesk:
             raise BadRequest(f"order {record.clientOrderId} belongs to account {record.account}")
         order = check_order(request.order, request.contract, self.guard,
                             multiplier=await self._multiplier(request.contract))
-        if not self.session.ready:
-            raise NotConnected(f"TWS is {self.session.state.value}: the modify was not sent")
+        await self._wait_reconciled(request.timeout, "the modify was not sent")
         record.order = order_fields(order) | {"account": account}
         self._send(record, order, request.contract)
         return await self._answer(record, request.timeout, modify=True)
@@ -296,8 +300,7 @@ class OrderDesk:
         if record.final:
             raise Conflict(f"order {record.clientOrderId or record.orderId} is {record.status}: "
                            "there is nothing to cancel")
-        if not self.session.ready:
-            raise NotConnected(f"TWS is {self.session.state.value}: the cancel was not sent")
+        await self._wait_reconciled(request.timeout, "the cancel was not sent")
         args: dict[str, Any] = {}
         if request.orderCancel is not None:
             args["orderCancel"] = request.orderCancel
@@ -421,10 +424,28 @@ class OrderDesk:
         return str(accounts[0]) if len(accounts) == 1 else ""
 
     def _set_state(self, state: str, reason: str) -> None:
+        if state == DeskState.OK:
+            self._ok.set()
+        else:
+            self._ok.clear()
         if state == self.state and reason == self.reason:
             return
         self.state, self.reason = state, reason
         log.info("orders: %s (%s)", state, reason)
+
+    async def _wait_reconciled(self, timeout: float | None, what: str) -> None:
+        """Orders go out only while the desk knows the account's orders (reconciled since the
+        last connect): before that an order id or a duplicate could not be ruled out. A place
+        made just as TWS comes back waits for it, up to its own timeout."""
+        if not self.session.ready:
+            raise NotConnected(f"TWS is {self.session.state.value}: {what}")
+        try:
+            async with asyncio.timeout(timeout or self.timeout):
+                await self._ok.wait()
+        except TimeoutError:
+            raise NotConnected(f"orders are {self.state} ({self.reason}): {what}") from None
+        if not self.session.ready:
+            raise NotConnected(f"TWS is {self.session.state.value}: {what}")
 
     # ---- reconciliation -------------------------------------------------------------------------
 

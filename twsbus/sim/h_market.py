@@ -15,6 +15,7 @@ import weakref
 from typing import Any
 
 from twsbus.sim import wire
+from twsbus.sim.codec import PROTOBUF_FROM
 from twsbus.sim.contracts import read_contract, resolve_one
 from twsbus.sim.h_history import send_hist_ticks
 from twsbus.sim.market import BookRow, Quote, tick_decimals, venues
@@ -482,8 +483,8 @@ async def _blast_one(s: ClientSession, sub: Subscription, q: Quote, tick: float,
         bid_side = i % 2 == 0
         offset = (i // 2) % 50 * tick
         price = _tick_round(q.bid - offset if bid_side else q.ask + offset, tick)
-        frames.append(wire.encode((ToClient.TICK_PRICE, 6, sub.req_id, BID if bid_side else ASK,
-                                   price, _size(s, 100 * (1 + i % 9)), 1)))
+        frames.append(s.encode((ToClient.TICK_PRICE, 6, sub.req_id, BID if bid_side else ASK,
+                                price, _size(s, 100 * (1 + i % 9)), 1)))
     block = b"".join(frames)
     per_chunk = max(1, BLAST_CHUNK // len(block))
     chunk = block * per_chunk
@@ -547,15 +548,21 @@ class _PacedTarget:
     """One subscription's paced frames, built once: the BID tickPrices (two prices, nine sizes)
     and the LAST_TIMESTAMP tickString's fields before its value, which is the send time."""
 
-    __slots__ = ("prices", "session", "stamp_head")
+    __slots__ = ("prices", "req_id", "session", "stamp_head")
 
     def __init__(self, s: ClientSession, sub: Subscription, lo: float, hi: float) -> None:
         self.session = s
-        self.prices = [wire.encode((ToClient.TICK_PRICE, 6, sub.req_id, BID, price,
-                                    _size(s, 100 + k), 1)) for price in (lo, hi) for k in range(9)]
-        self.stamp_head = wire.payload((ToClient.TICK_STRING, 6, sub.req_id, LAST_TIMESTAMP))
+        self.req_id = sub.req_id
+        self.prices = [s.encode((ToClient.TICK_PRICE, 6, sub.req_id, BID, price,
+                                 _size(s, 100 + k), 1)) for price in (lo, hi) for k in range(9)]
+        # On the text wire the stamp's frame is its head plus the time; otherwise encoded whole.
+        self.stamp_head = (wire.payload((ToClient.TICK_STRING, 6, sub.req_id, LAST_TIMESTAMP))
+                           if s.version < PROTOBUF_FROM else None)
 
     def frames(self, odd: int, k: int) -> bytes:
+        if self.stamp_head is None:
+            return self.prices[9 * odd + k] + self.session.encode(
+                (ToClient.TICK_STRING, 6, self.req_id, LAST_TIMESTAMP, str(time.time_ns())))
         return self.prices[9 * odd + k] + wire.frame(
             self.stamp_head + str(time.time_ns()).encode() + b"\0")
 

@@ -390,7 +390,7 @@ def auto_open_orders(s: ClientSession, f: Fields) -> None:
 def completed_orders(s: ClientSession, f: Fields) -> None:
     api_only = f.bool()  # leave out orders entered by hand in TWS
     for o in s.sim.orders.completed_orders(api_only):
-        s.send(*completed_order(s.version, o))
+        s.send_row(completed_order(s.version, o))
     s.send(ToClient.COMPLETED_ORDERS_END)
 
 

@@ -48,6 +48,15 @@ _EASTERN = ZoneInfo("US/Eastern")
 Row = list[object]
 
 
+class ModelRow(list[object]):
+    """A text row that can also build its protobuf form from the model it was rendered from
+    (``codec`` asks for it from the version the message switched to protobuf)."""
+
+    def __init__(self, items: Row, build: Any) -> None:
+        super().__init__(items)
+        self.protobuf = build
+
+
 def qty(version: int, value: Decimal) -> str:
     """A quantity: whole numbers before fractional sizes, decimal text from then on."""
     if version < V_FRACTIONAL_SIZE:
@@ -260,9 +269,11 @@ def _open_order_tail(v: int, o: SimOrder) -> Row:
     return row
 
 
-def open_order(v: int, o: SimOrder) -> Row:
+def open_order(v: int, o: SimOrder) -> ModelRow:
+    from twsbus.sim import order_protobuf
+
     p = o.p
-    return [
+    return ModelRow([
         ToClient.OPEN_ORDER, o.order_id, *_contract(o), *_basics(v, o), o.client_id, o.perm_id,
         *_rth_and_discretion(o), "", *_allocation(v, o), *_terms(o), *_open_order_middle(o),
         *_volatility(o, True), p["trailStopPrice"], p["trailingPercent"],
@@ -270,13 +281,13 @@ def open_order(v: int, o: SimOrder) -> Row:
         *_combo_and_routing(o), *_scale(o), *_hedge(o), p["optOutSmartRouting"],
         *_clearing_to_algo(o), *_order_state(v, o), *_randomize_bench_conditions(o),
         *_open_order_tail(v, o),
-    ]
+    ], lambda message: order_protobuf.open_order(v, o, message))
 
 
 # ---- completedOrder ------------------------------------------------------------------------
 
 
-def completed_order(v: int, o: SimOrder) -> Row:
+def completed_order(v: int, o: SimOrder) -> ModelRow:
     p = o.p
     middle: Row = [*_box_and_range(o), p["displaySize"], p["sweepToFill"], p["allOrNone"],
                    p["minQty"], p["ocaType"], p["triggerMethod"]]
@@ -295,7 +306,9 @@ def completed_order(v: int, o: SimOrder) -> Row:
     ]
     if v >= V_SUBMITTER:
         row.append("")
-    return row
+    from twsbus.sim import order_protobuf
+
+    return ModelRow(row, lambda message: order_protobuf.completed_order(v, o, message))
 
 
 # ---- status, executions, commissions -------------------------------------------------------
@@ -304,7 +317,7 @@ def completed_order(v: int, o: SimOrder) -> Row:
 def order_status(v: int, o: SimOrder) -> Row:
     return [ToClient.ORDER_STATUS, o.order_id, o.status, qty(v, o.filled),
             qty(v, o.remaining), o.avg_price, o.perm_id, o.p["parentId"], o.last_price,
-            o.client_id, o.why_held, UNSET_DOUBLE]
+            o.client_id, o.why_held, 0.0]  # mktCapPrice: 0 when no cap applies, as TWS sends
 
 
 def execution_exchange(inst: Instrument) -> str:

@@ -215,7 +215,7 @@ class OrderBook:
                      p["account"] or self.sim.config.accounts[0], status="PreSubmitted")
         o.margins = enc.what_if_margins(o, self.matcher.reference_price(o))
         o.commission = COMMISSION_PER_FILL
-        s.send(*enc.open_order(s.version, o))
+        s.send_row(enc.open_order(s.version, o))
 
     def _modify(self, s: ClientSession, o: SimOrder, inst: Instrument, p: dict[str, Any]) -> None:
         if o.status == "Filled":
@@ -385,7 +385,7 @@ class OrderBook:
         self._apply_to_accounts(o, shares, price)
         for s in self._audience(o):
             s.send(*enc.exec_details(s.version, -1, fill))
-            s.send(*enc.open_order(s.version, o))
+            s.send_row(enc.open_order(s.version, o))
             s.send(*enc.order_status(s.version, o))
             s.send(*enc.commission_report(fill))
         self._after_execution(o, done)
@@ -441,7 +441,7 @@ class OrderBook:
 
     def _publish(self, o: SimOrder) -> None:
         for s in self._audience(o):
-            s.send(*enc.open_order(s.version, o))
+            s.send_row(enc.open_order(s.version, o))
             s.send(*enc.order_status(s.version, o))
 
     def open_orders_of(self, s: ClientSession) -> list[SimOrder]:
@@ -456,6 +456,6 @@ class OrderBook:
 
     def send_open_orders(self, s: ClientSession, orders: list[SimOrder]) -> None:
         for o in orders:
-            s.send(*enc.open_order(s.version, o))
+            s.send_row(enc.open_order(s.version, o))
             s.send(*enc.order_status(s.version, o))
         s.send(ToClient.OPEN_ORDER_END, 1)

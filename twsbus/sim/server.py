@@ -17,6 +17,7 @@ from typing import Any
 
 import msgspec
 
+from twsbus.sim.codec import PROTOBUF_FROM, default_max_version, warm_up
 from twsbus.sim.registry import load_all
 from twsbus.sim.session import ClientSession, SessionState, request_name
 
@@ -40,8 +41,10 @@ class SimConfig(msgspec.Struct, kw_only=True):
     host: str = "127.0.0.1"
     port: int = 7497
     seed: int = 1
-    #: The highest server version offered. 200 is the last text-protocol version (201+ is protobuf).
-    max_version: int = 200
+    #: The highest server version negotiated (at most 225). 200 is the last text-protocol version;
+    #: from 201 message ids are binary and messages switch to protobuf family by family. The
+    #: default is 200, or ``TWSBUS_SIM_MAX_VERSION`` from the environment.
+    max_version: int = msgspec.field(default_factory=default_max_version)
     min_version: int = 100
     accounts: list[str] = msgspec.field(default_factory=lambda: ["DU1234567"])
     #: Seconds between streaming updates per subscription (market data, tick-by-tick, depth).
@@ -125,6 +128,8 @@ class Simulator:
     # ---- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
+        if self.config.max_version >= PROTOBUF_FROM:
+            warm_up()
         self._server = await asyncio.start_server(
             self._on_connect, self.config.host, self.port, reuse_address=True
         )

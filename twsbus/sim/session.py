@@ -2,8 +2,8 @@
 
 The session owns its socket and the streaming subscriptions its client opened (each an asyncio
 task that writes data until cancelled). Everything it sends goes through ``send``, which renders
-fields with the negotiated server version in mind and honours the "silent" fault (a half-open link
-that neither reads nor writes).
+fields for the negotiated server version (text; binary ids from 201; protobuf message by message,
+see ``codec``) and honours the "silent" fault (a half-open link that neither reads nor writes).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from twsbus.sim import wire
+from twsbus.sim import codec, wire
 from twsbus.sim.msgids import FromClient, ToClient
 from twsbus.sim.registry import HANDLERS, Handler
 
@@ -85,8 +85,19 @@ class ClientSession:
     def send(self, *fields: object) -> None:
         if self.state is SessionState.CLOSED or self.sim.faults.silent:
             return
-        self.writer.write(wire.encode(fields))
+        self.writer.write(codec.encode(self.version, fields))
         self.sent += 1
+
+    def send_row(self, row: list[object]) -> None:
+        """A row built by a renderer; it may carry its own protobuf form (``ModelRow``)."""
+        if self.state is SessionState.CLOSED or self.sim.faults.silent:
+            return
+        self.writer.write(codec.encode(self.version, row))
+        self.sent += 1
+
+    def encode(self, fields: tuple[object, ...] | list[object]) -> bytes:
+        """One framed message as this session's wire writes it (for prebuilt frames)."""
+        return codec.encode(self.version, fields)
 
     def send_raw(self, data: bytes) -> None:
         """Pre-framed bytes (blast mode builds its frames once)."""
@@ -162,7 +173,16 @@ class ClientSession:
                 payload = await self._read_frame()
                 if self.sim.faults.silent:
                     continue  # a half-open link: bytes go nowhere
-                await self._dispatch(wire.split_fields(payload))
+                try:
+                    fields = codec.decode(self.version, payload)
+                except wire.ProtocolError:
+                    raise
+                except Exception:  # a protobuf request we cannot read: TWS ignores it too
+                    self.sim.stats.unhandled += 1
+                    log.warning("client %s: unreadable request %r", self.peer, payload[:64],
+                                exc_info=True)
+                    continue
+                await self._dispatch(fields)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except wire.ProtocolError as exc:
@@ -187,7 +207,7 @@ class ClientSession:
             raise wire.ProtocolError(f"bad version range {text!r}")
         low, high = (int(x) for x in spec[1:].split("..", 1))
         cfg = self.sim.config
-        self.version = min(high, cfg.max_version)
+        self.version = min(high, cfg.max_version, codec.MAX_VERSION)
         if self.version < max(low, cfg.min_version):
             raise wire.ProtocolError(f"no common version in {spec}")
         conn_time = time.strftime("%Y%m%d %H:%M:%S UTC", time.gmtime())

@@ -5,7 +5,9 @@
 ``data`` the remaining arguments by IB's parameter names, already plain (see objects.to_plain).
 Differences between ibapi 9.81 and 10.x are settled here: ``error`` gained errorTime and
 advancedOrderRejectJson, ``commissionReport`` became ``commissionAndFeesReport`` (its
-``commission`` field ``commissionAndFees``), sizes became Decimal. Downstream code sees one shape.
+``commission`` field ``commissionAndFees``), sizes became Decimal, and 10.x's protobuf messages
+(server version 201+) raise a ``*ProtoBuf`` callback before the classic one: those are ignored.
+Downstream code sees one shape.
 """
 
 from __future__ import annotations
@@ -107,8 +109,17 @@ def _make_callback(name: str, params: list[str]) -> Callable[..., None]:
     return callback
 
 
+def _ignore(self: EventWrapper, *args: Any) -> None:
+    return None
+
+
 for _name, _fn in inspect.getmembers(EWrapper, inspect.isfunction):
     if _name.startswith("_") or _name in _SPECIAL:
+        continue
+    if _name.endswith("ProtoBuf"):
+        # ibapi 10.x hands each protobuf message to ``xxxProtoBuf(proto)`` and then to the
+        # classic callback with decoded values: the classic one is the event, this a no-op.
+        setattr(EventWrapper, _name, _ignore)
         continue
     _params = [p for p in inspect.signature(_fn).parameters if p != "self"]
     setattr(EventWrapper, _name, _make_callback(_name, _params))

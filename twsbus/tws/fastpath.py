@@ -4,8 +4,10 @@ IB's decoder spends most of a tick's time in generic per-field helpers (a functi
 log call and a type dispatch per field) and builds a TickAttrib object nobody downstream reads.
 For the four top-of-book messages this module reads the fields directly and emits the very
 ``Event``s that ``EventWrapper`` would have produced from IB's decoder; tests check the two paths
-field for field over many frames with the installed ibapi. Every other message, and the protobuf
-protocol (server version 201+), goes through IB's decoder.
+field for field over many frames with the installed ibapi. ``decode_fast`` takes a text frame's
+fields with its id (server version <= 200), ``decode_fast_binary`` the fields after a binary id
+(201+, where the text layouts are those of 200); the protobuf ticks are in ``protofast``. Every
+other message goes through IB's decoder.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from twsbus.tws.objects import UNSET_DECIMAL, UNSET_DOUBLE, UNSET_INTEGER, to_pl
 from twsbus.tws.ticks import field_name
 
 # The size tick TWS pairs with a price tick (bid -> bidSize...), as IB's decoder does.
-_SIZE_OF = {1: 0, 2: 3, 4: 5, 66: 69, 67: 70, 68: 71}
+SIZE_TICK_OF = {1: 0, 2: 3, 4: 5, 66: 69, 67: 70, 68: 71}
 _ASCII7 = getattr(server_versions, "MIN_SERVER_VER_ENCODE_MSG_ASCII7", 153)
 # ibapi 10.x drops a tickSize of type NOT_SET; 9.81 (which decodes tickSize by signature) passes
 # it on, and rejects an empty size there.
@@ -55,64 +57,77 @@ def _price(text: bytes) -> float | None:
     return None if value == UNSET_DOUBLE else value
 
 
-def _tick_price(fields: list[bytes], sink: Sink, version: int) -> None:
-    # [1, version, reqId, tickType, price, size, attrMask]
-    req_id = int(fields[2])
-    tick_type = int(fields[3])
-    price = _price(fields[4])
-    size = _size(fields[5])  # read even when unused: a bad one fails as in IB's decoder
+def _tick_price(f: list[bytes], i: int, sink: Sink, version: int) -> None:
+    # [version, reqId, tickType, price, size, attrMask] from index i
+    req_id = int(f[i + 1])
+    tick_type = int(f[i + 2])
+    price = _price(f[i + 3])
+    size = _size(f[i + 4])  # read even when unused: a bad one fails as in IB's decoder
+    _emit_price(sink, req_id, tick_type, price, size)
+
+
+def _emit_price(sink: Sink, req_id: int, tick_type: int, price: float | None, size: Any) -> None:
     key = req_id if req_id >= 0 else None
     sink(Event("tickPrice", key, {"tickType": tick_type, "field": field_name(tick_type),
                                   "price": price}))
-    size_type = _SIZE_OF.get(tick_type)
+    size_type = SIZE_TICK_OF.get(tick_type)
     if size_type is not None:
         sink(Event("tickSize", key, {"tickType": size_type, "field": field_name(size_type),
                                      "size": size}))
 
 
-def _tick_size(fields: list[bytes], sink: Sink, version: int) -> None:
-    # [2, version, reqId, tickType, size]
-    req_id = int(fields[2])
-    tick_type = int(fields[3])
+def _tick_size(f: list[bytes], i: int, sink: Sink, version: int) -> None:
+    # [version, reqId, tickType, size]
+    req_id = int(f[i + 1])
+    tick_type = int(f[i + 2])
     if tick_type == _NOT_SET:  # IB's decoder drops it
         return
-    if not fields[4] and _SIGNATURE_TICK_SIZE:
+    if not f[i + 3] and _SIGNATURE_TICK_SIZE:
         raise ValueError("empty size")
     sink(Event("tickSize", req_id if req_id >= 0 else None, {
-        "tickType": tick_type, "field": field_name(tick_type), "size": _size(fields[4])}))
+        "tickType": tick_type, "field": field_name(tick_type), "size": _size(f[i + 3])}))
 
 
-def _tick_string(fields: list[bytes], sink: Sink, version: int) -> None:
-    # [46, version, reqId, tickType, value]
-    req_id = int(fields[2])
-    tick_type = int(fields[3])
-    value = fields[4].decode("unicode-escape" if version >= _ASCII7 else "utf-8")
+def _tick_string(f: list[bytes], i: int, sink: Sink, version: int) -> None:
+    # [version, reqId, tickType, value]
+    req_id = int(f[i + 1])
+    tick_type = int(f[i + 2])
+    value = f[i + 3].decode("unicode-escape" if version >= _ASCII7 else "utf-8")
     sink(Event("tickString", req_id if req_id >= 0 else None, {
         "tickType": tick_type, "field": field_name(tick_type), "value": value}))
 
 
-def _tick_generic(fields: list[bytes], sink: Sink, version: int) -> None:
-    # [45, version, reqId, tickType, value]
-    req_id = int(fields[2])
-    tick_type = int(fields[3])
+def _tick_generic(f: list[bytes], i: int, sink: Sink, version: int) -> None:
+    # [version, reqId, tickType, value]
+    req_id = int(f[i + 1])
+    tick_type = int(f[i + 2])
     sink(Event("tickGeneric", req_id if req_id >= 0 else None, {
         "tickType": tick_type, "field": field_name(tick_type),
-        "value": to_plain(float(fields[4]))}))
+        "value": to_plain(float(f[i + 3]))}))
 
 
-_FAST: dict[bytes, tuple[int, Callable[[list[bytes], Sink, int], None]]] = {
-    b"1": (7, _tick_price),
-    b"2": (5, _tick_size),
-    b"46": (5, _tick_string),
-    b"45": (5, _tick_generic),
-}
+_Fast = tuple[int, Callable[[list[bytes], int, Sink, int], None]]
+#: message id -> (number of fields after the id, decoder)
+_BY_ID: dict[int, _Fast] = {1: (6, _tick_price), 2: (4, _tick_size), 46: (4, _tick_string),
+                            45: (4, _tick_generic)}
+_FAST: dict[bytes, _Fast] = {str(k).encode(): v for k, v in _BY_ID.items()}
 
 
 def decode_fast(fields: list[bytes], sink: Sink, version: int) -> bool:
     """Emit the events of a hot message and return True; False leaves it to IB's decoder
     (including any frame whose shape is not exactly the one handled here)."""
     entry = _FAST.get(fields[0])
+    if entry is None or len(fields) != entry[0] + 1:
+        return False
+    entry[1](fields, 1, sink, version)
+    return True
+
+
+def decode_fast_binary(msg_id: int, fields: list[bytes], sink: Sink, version: int) -> bool:
+    """``decode_fast`` for a text frame of server version 201+: the id came as 4 binary bytes,
+    ``fields`` are the ones after it."""
+    entry = _BY_ID.get(msg_id)
     if entry is None or len(fields) != entry[0]:
         return False
-    entry[1](fields, sink, version)
+    entry[1](fields, 0, sink, version)
     return True

@@ -32,9 +32,10 @@ from ibapi.decoder import Decoder
 from twsbus.errors import BudgetExhausted, NotConnected
 from twsbus.tws.backoff import Backoff, Failure, Retry, Stage, classify
 from twsbus.tws.callbacks import Event, EventWrapper, Sink
-from twsbus.tws.fastpath import decode_fast
+from twsbus.tws.fastpath import decode_fast, decode_fast_binary
 from twsbus.tws.objects import call_args
 from twsbus.tws.pacing import Entry, PacedSender, Ticket
+from twsbus.tws.protofast import decode_proto_fast
 from twsbus.tws.transport import TwsProtocol
 
 __all__ = ["Retry", "Ticket", "TwsConfig", "TwsSession", "TwsState"]
@@ -394,15 +395,18 @@ class TwsSession:
             self._undecodable(frame)
 
     def _on_protobuf_frame(self, frame: bytes) -> None:
-        """From server version 201: a binary message id, then protobuf or text."""
-        decoder = self.client.decoder
+        """From server version 201: a binary message id, then protobuf (ids above 200) or
+        NUL-separated text; the hot ticks of either kind take a fast path."""
         try:
             msg_id = int.from_bytes(frame[:4], "big")
             body = frame[4:]
             if msg_id > PROTOBUF_MSG_ID:
-                decoder.processProtoBuf(body, msg_id - PROTOBUF_MSG_ID)
-            else:
-                decoder.interpret(tuple(body.split(b"\0")[:-1]), msg_id)
+                if not decode_proto_fast(msg_id, body, self.sink):
+                    self.client.decoder.processProtoBuf(body, msg_id - PROTOBUF_MSG_ID)
+                return
+            fields = body.split(b"\0")[:-1]
+            if not decode_fast_binary(msg_id, fields, self.sink, self._version):
+                self.client.decoder.interpret(tuple(fields), msg_id)
         except Exception:
             self._undecodable(frame)
 

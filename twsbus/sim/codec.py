@@ -1,0 +1,161 @@
+"""Messages to and from bytes per negotiated server version: the text wire and the protobuf wire.
+
+Up to version 200 a message is its numeric id and fields as NUL-terminated text (``wire``). From
+201 (``MIN_SERVER_VER_PROTOBUF``) every message in both directions starts with its id as 4 binary
+bytes; an id above 200 (id + 200) carries a protobuf body instead of text. Which messages are
+protobuf depends on the version: requests switch when IB's client switches them (``pb_requests``),
+replies when TWS does, family by family (``REPLIES`` below: 201 errors and executions, 203
+orders, 205 contract data, 206 market data, 207 accounts and positions, 208 historical data,
+210 PnL, 213 the session's own messages; the nested ones in ``pb_replies``). A reply without a
+protobuf form here goes as text with a binary id, which IB's decoder reads at any version.
+
+Handlers keep writing text fields in the version-200 layout; this module turns those into the
+protobuf message field by field, with IB's generated schemas (imported on first use).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from typing import Any
+
+from twsbus.sim import pb_replies, wire
+from twsbus.sim.msgids import ToClient
+
+PROTOBUF_FROM = 201
+PROTOBUF_MSG_ID = 200
+#: The highest server version the simulator speaks (what ibapi 10.46 offers).
+MAX_VERSION = 225
+#: Environment override of the simulator's default highest version (tests, CI matrix).
+MAX_VERSION_ENV = "TWSBUS_SIM_MAX_VERSION"
+
+T = ToClient
+#: reply id -> (protobuf message, first version sent as protobuf, leading text fields to skip
+#: (the id, and the per-message version where there is one), protobuf field per text field)
+REPLIES: dict[int, tuple[str, int, int, tuple[str, ...]]] = {
+    T.ERR_MSG: ("ErrorMessage", 201, 1,
+                ("id", "errorCode", "errorMsg", "advancedOrderRejectJson", "errorTime")),
+    T.EXECUTION_DATA_END: ("ExecutionDetailsEnd", 201, 2, ("reqId",)),
+    T.ORDER_STATUS: ("OrderStatus", 203, 1,
+                     ("orderId", "status", "filled", "remaining", "avgFillPrice", "permId",
+                      "parentId", "lastFillPrice", "clientId", "whyHeld", "mktCapPrice")),
+    T.OPEN_ORDER_END: ("OpenOrdersEnd", 203, 2, ()),
+    T.COMPLETED_ORDERS_END: ("CompletedOrdersEnd", 204, 1, ()),
+    T.CONTRACT_DATA_END: ("ContractDataEnd", 205, 2, ("reqId",)),
+    T.TICK_PRICE: ("TickPrice", 206, 2, ("reqId", "tickType", "price", "size", "attrMask")),
+    T.TICK_SIZE: ("TickSize", 206, 2, ("reqId", "tickType", "size")),
+    T.TICK_STRING: ("TickString", 206, 2, ("reqId", "tickType", "value")),
+    T.TICK_GENERIC: ("TickGeneric", 206, 2, ("reqId", "tickType", "value")),
+    T.TICK_SNAPSHOT_END: ("TickSnapshotEnd", 206, 2, ("reqId",)),
+    T.MARKET_DATA_TYPE: ("MarketDataType", 206, 2, ("reqId", "marketDataType")),
+    T.TICK_REQ_PARAMS: ("TickReqParams", 206, 1,
+                        ("reqId", "minTick", "bboExchange", "snapshotPermissions")),
+    T.MANAGED_ACCTS: ("ManagedAccounts", 207, 2, ("accountsList",)),
+    T.POSITION_END: ("PositionEnd", 207, 2, ()),
+    T.POSITION_MULTI_END: ("PositionMultiEnd", 207, 2, ("reqId",)),
+    T.ACCOUNT_SUMMARY: ("AccountSummary", 207, 2,
+                        ("reqId", "account", "tag", "value", "currency")),
+    T.ACCOUNT_SUMMARY_END: ("AccountSummaryEnd", 207, 2, ("reqId",)),
+    T.ACCT_VALUE: ("AccountValue", 207, 2, ("key", "value", "currency", "accountName")),
+    T.ACCT_UPDATE_TIME: ("AccountUpdateTime", 207, 2, ("timeStamp",)),
+    T.ACCT_DOWNLOAD_END: ("AccountDataEnd", 207, 2, ("accountName",)),
+    T.ACCOUNT_UPDATE_MULTI: ("AccountUpdateMulti", 207, 2,
+                             ("reqId", "account", "modelCode", "key", "value", "currency")),
+    T.ACCOUNT_UPDATE_MULTI_END: ("AccountUpdateMultiEnd", 207, 2, ("reqId",)),
+    T.HISTORICAL_DATA_END: ("HistoricalDataEnd", 208, 1, ("reqId", "startDateStr", "endDateStr")),
+    T.HEAD_TIMESTAMP: ("HeadTimestamp", 208, 1, ("reqId", "headTimestamp")),
+    T.PNL: ("PnL", 210, 1, ("reqId", "dailyPnL", "unrealizedPnL", "realizedPnL")),
+    T.PNL_SINGLE: ("PnLSingle", 210, 1,
+                   ("reqId", "position", "dailyPnL", "unrealizedPnL", "realizedPnL", "value")),
+    T.NEXT_VALID_ID: ("NextValidId", 213, 2, ("orderId",)),
+    T.CURRENT_TIME: ("CurrentTime", 213, 2, ("currentTime",)),
+    T.CURRENT_TIME_IN_MILLIS: ("CurrentTimeInMillis", 213, 1, ("currentTimeInMillis",)),
+}
+
+
+#: Replies built from a model rather than from their text fields (``order_encoding.ModelRow``).
+MODEL_REPLIES: dict[int, tuple[str, int]] = {
+    T.OPEN_ORDER: ("OpenOrder", 203),
+    T.COMPLETED_ORDER: ("CompletedOrder", 204),
+}
+
+
+def default_max_version() -> int:
+    """200 (the last text version) unless ``TWSBUS_SIM_MAX_VERSION`` says otherwise."""
+    text = os.environ.get(MAX_VERSION_ENV, "").strip()
+    if not text:
+        return 200
+    try:
+        value = int(text)
+    except ValueError:
+        raise ValueError(f"{MAX_VERSION_ENV}={text!r} is not a server version") from None
+    if not 100 <= value <= MAX_VERSION:
+        raise ValueError(f"{MAX_VERSION_ENV}={value} is outside 100..{MAX_VERSION}")
+    return value
+
+
+def warm_up() -> None:
+    """Import every schema now rather than on a session's first protobuf message: a first
+    import costs tens of milliseconds, which would delay that session's startApi answer."""
+    from twsbus.sim import pb_requests
+
+    for schema, *_ in (*REPLIES.values(), *pb_replies.NESTED.values(),
+                       *MODEL_REPLIES.values()):
+        _schema(schema)
+    pb_requests.warm_up()
+
+
+def is_protobuf(version: int, msg_id: int) -> bool:
+    """Whether the reply ``msg_id`` goes as protobuf at ``version``."""
+    entry = REPLIES.get(msg_id) or pb_replies.NESTED.get(msg_id) or MODEL_REPLIES.get(msg_id)
+    return entry is not None and version >= entry[1]
+
+
+def encode(version: int, fields: tuple[object, ...] | list[object]) -> bytes:
+    """One framed reply for a session at ``version``."""
+    if version < PROTOBUF_FROM:
+        return wire.encode(fields)
+    msg_id = int(fields[0])  # type: ignore[call-overload]
+    entry = REPLIES.get(msg_id)
+    if entry is not None and version >= entry[1]:
+        body = _protobuf(entry, fields)
+        return wire.frame((msg_id + PROTOBUF_MSG_ID).to_bytes(4, "big") + body)
+    model = MODEL_REPLIES.get(msg_id)
+    build = getattr(fields, "protobuf", None)
+    if model is not None and build is not None and version >= model[1]:
+        body = bytes(build(_schema(model[0])()).SerializeToString())
+        return wire.frame((msg_id + PROTOBUF_MSG_ID).to_bytes(4, "big") + body)
+    nested = pb_replies.NESTED.get(msg_id)
+    if nested is not None and version >= nested[1]:
+        body = pb_replies.encode(_schema(nested[0])(), nested[2], fields)
+        return wire.frame((msg_id + PROTOBUF_MSG_ID).to_bytes(4, "big") + body)
+    return wire.frame(msg_id.to_bytes(4, "big") + wire.payload(fields[1:]))
+
+
+def decode(version: int, payload: bytes) -> list[str]:
+    """A request's fields as text, id first, whichever wire it came on."""
+    if version < PROTOBUF_FROM:
+        return wire.split_fields(payload)
+    if len(payload) < 4:
+        raise wire.ProtocolError(f"frame of {len(payload)} bytes has no message id")
+    msg_id = int.from_bytes(payload[:4], "big")
+    if msg_id > PROTOBUF_MSG_ID:
+        from twsbus.sim import pb_requests
+
+        return pb_requests.to_text_fields(msg_id - PROTOBUF_MSG_ID, payload[4:])
+    return [str(msg_id), *wire.split_fields(payload[4:])]
+
+
+@functools.cache
+def _schema(name: str) -> Any:
+    return getattr(importlib.import_module(f"ibapi.protobuf.{name}_pb2"), name)
+
+
+def _protobuf(entry: tuple[str, int, int, tuple[str, ...]],
+              fields: tuple[object, ...] | list[object]) -> bytes:
+    schema, _, skip, names = entry
+    message = _schema(schema)()
+    for name, value in zip(names, fields[skip:], strict=False):
+        pb_replies.put(message, name, value)
+    return bytes(message.SerializeToString())
