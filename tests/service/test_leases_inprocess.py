@@ -123,3 +123,18 @@ async def test_a_reconnect_marks_streams_stale_then_requests_them_again() -> Non
     messages = rig.out.on(grant.subject)
     assert [m.get("state", m.get("bid")) for m in messages][-2:] == ["ok", 1.5], messages
     assert [m["seq"] for m in messages] == list(range(1, len(messages) + 1))
+
+
+async def test_a_watchlist_stream_is_held_without_any_lease() -> None:
+    rig = Rig()
+    await rig.leases.watch("ticks", {"contract": {"conId": AAPL}})
+    (stream,) = rig.leases.streams.values()
+    assert stream.permanent and not stream.leases and rig.leases.leases == {}
+    rig.clock.advance(1000)
+    rig.leases.sweep()
+    assert rig.upstream.methods() == ["reqMktData"]  # never cancelled: no lease to lose
+    grant = await rig.subscribe(AAPL)  # a lease on it shares the one request
+    rig.leases.release([grant.lease])
+    rig.clock.advance(10)
+    rig.leases.sweep()
+    assert rig.upstream.methods() == ["reqMktData"] and stream.permanent

@@ -175,7 +175,10 @@ class LeaseRegistry:
             params["account"] = accounts[0]
         return params
 
-    async def _attach(self, kind: Kind, params: dict[str, Any], ttl: float) -> SubscribeReply:
+    async def _attach(self, kind: Kind, params: dict[str, Any], ttl: float, *,
+                      permanent: bool = False) -> SubscribeReply:
+        """Find or start the stream and lease it (``permanent``: hold it with no lease, for the
+        watchlist; the reply's ``lease`` is then empty)."""
         subject = self._subject(kind, params)
         key = (kind.name, subject)
         async with self._lock:
@@ -194,16 +197,24 @@ class LeaseRegistry:
                 fresh = False
                 if kind.merge_params(stream, params) and self.session.ready:
                     self._restart_upstream(stream)
-            lease = self._new_lease(stream, ttl)
+            if permanent:
+                stream.permanent = True
+                if stream.state is StreamState.LINGERING:
+                    stream.state = StreamState.LIVE
+                lease = None
+            else:
+                lease = self._new_lease(stream, ttl)
         if fresh:
             try:
                 await self._start(stream)
             except BaseException:
-                self._drop_lease(lease.id)
+                if lease is not None:
+                    self._drop_lease(lease.id)
+                stream.permanent = False
                 self._close(stream, "refused", cancel=False)
                 raise
         return SubscribeReply(
-            lease=lease.id, subject=subject, ttl=ttl, epoch=self.epoch,
+            lease=lease.id if lease is not None else "", subject=subject, ttl=ttl, epoch=self.epoch,
             seq=stream.box.seq, state=stream.health.value, image=dict(stream.image),
             conId=stream.con_id, reason=stream.reason if stream.health is not Health.OK
             else None)
@@ -431,10 +442,7 @@ class LeaseRegistry:
                 full["contract"] = Contract(**params["contract"])
             request = msgspec.convert(full | {"ttl": None}, self.request_types[kind_name])
             resolved = await self._params(kind, request)
-            reply = await self._attach(kind, resolved, self.ttl_max)
-            lease = self.leases.pop(reply.lease)
-            lease.stream.leases.discard(lease.id)
-            lease.stream.permanent = True
+            await self._attach(kind, resolved, self.ttl_max, permanent=True)
 
         return hold()
 
