@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 
 import nats
+import nats.errors
 import pytest
 from nats.aio.client import Client
 from nats.aio.msg import Msg
@@ -22,12 +23,19 @@ from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread, free_port
 PING = "test.ping"
 
 
+class Twin(Exception):
+    """Stands in for the daemon's TwinFound: not a NATS error, so it must still end ``run``."""
+
+
 class Harness:
     """A NatsLink whose ``on_up`` serves the ping subject from the ``serve_from``-th
-    connection on (0: never)."""
+    connection on (0: never), after raising ``error`` on the first ``failures`` ones."""
 
-    def __init__(self, url: str, serve_from: int = 1) -> None:
+    def __init__(self, url: str, serve_from: int = 1, failures: int = 0,
+                 error: Exception | None = None) -> None:
         self.serve_from = serve_from
+        self.failures = failures
+        self.error = error
         self.ups = 0
         self.downs = 0
         self.link = NatsLink(lambda: {"servers": [url], "max_reconnect_attempts": -1},
@@ -36,6 +44,8 @@ class Harness:
 
     async def on_up(self, nc: Client) -> None:
         self.ups += 1
+        if self.ups <= self.failures and self.error is not None:
+            raise self.error
         if self.serve_from and self.ups >= self.serve_from:
             async def answer(msg: Msg) -> None:
                 await msg.respond(b"{}")
@@ -151,3 +161,24 @@ def test_a_second_daemon_on_the_same_prefix_refuses_to_start() -> None:
             other.stop()
 
 
+
+
+async def test_a_nats_timeout_while_setting_up_is_retried_on_a_fresh_connection() -> None:
+    # On a cluster, a daemon that connects while JetStream elects its leaders has its order
+    # journal's requests time out in on_up: that ends the round, not the daemon.
+    with NatsServer(jetstream=False) as ns:
+        harness = Harness(ns.url, serve_from=3, failures=2, error=nats.errors.TimeoutError())
+        async with running(harness) as task:
+            await wait_until(lambda: harness.link.up.is_set() or task.done(), 30, "set up")
+            assert not task.done(), task.exception()
+            assert harness.ups == 3 and harness.downs == 2
+            assert "TimeoutError" in (harness.link.last_error or "")
+            assert await _answered(ns.url)  # serving on the third connection
+
+
+async def test_an_error_that_is_not_nats_still_ends_run() -> None:
+    with NatsServer(jetstream=False) as ns:
+        harness = Harness(ns.url, failures=1, error=Twin("another daemon serves tws.*"))
+        with pytest.raises(Twin):
+            await asyncio.wait_for(harness.link.run(), 30)
+        assert harness.ups == 1 and harness.downs == 1
