@@ -63,10 +63,10 @@ def _tick_price(f: list[bytes], i: int, sink: Sink, version: int) -> None:
     tick_type = int(f[i + 2])
     price = _price(f[i + 3])
     size = _size(f[i + 4])  # read even when unused: a bad one fails as in IB's decoder
-    _emit_price(sink, req_id, tick_type, price, size)
+    emit_price(sink, req_id, tick_type, price, size)
 
 
-def _emit_price(sink: Sink, req_id: int, tick_type: int, price: float | None, size: Any) -> None:
+def emit_price(sink: Sink, req_id: int, tick_type: int, price: float | None, size: Any) -> None:
     key = req_id if req_id >= 0 else None
     sink(Event("tickPrice", key, {"tickType": tick_type, "field": field_name(tick_type),
                                   "price": price}))

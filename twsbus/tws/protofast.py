@@ -18,7 +18,7 @@ from typing import Any
 from ibapi.ticktype import TickTypeEnum
 
 from twsbus.tws.callbacks import Event, Sink
-from twsbus.tws.fastpath import SIZE_TICK_OF
+from twsbus.tws.fastpath import emit_price
 from twsbus.tws.objects import UNSET_DOUBLE, UNSET_INTEGER, to_plain
 from twsbus.tws.ticks import field_name
 
@@ -44,13 +44,7 @@ def _tick_price(p: Any, sink: Sink) -> None:
     tick_type = p.tickType if p.HasField("tickType") else UNSET_INTEGER
     price = _price(p.price) if p.HasField("price") else None
     size = _size(p.size) if p.HasField("size") else None
-    key = req_id if req_id >= 0 else None
-    sink(Event("tickPrice", key, {"tickType": tick_type, "field": field_name(tick_type),
-                                  "price": price}))
-    size_type = SIZE_TICK_OF.get(tick_type)
-    if size_type is not None:
-        sink(Event("tickSize", key, {"tickType": size_type, "field": field_name(size_type),
-                                     "size": size}))
+    emit_price(sink, req_id, tick_type, price, size)  # as the text wire's tickPrice does
 
 
 def _tick_size(p: Any, sink: Sink) -> None:
