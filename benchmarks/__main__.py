@@ -1,4 +1,4 @@
-"""``python -m benchmarks [--quick] [--only throughput,latency,fanout,queries,scale]``
+"""``python -m benchmarks [--quick] [--only throughput,latency,fanout,queries,scale,hist,delivery]``
 
 Runs the benchmarks (each starts its own nats-server, simulator process and daemon process),
 prints the results against the targets, and writes them as JSON to benchmarks/out/ (the run's
@@ -16,11 +16,11 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks import fanout, latency, queries, report, scale, throughput
+from benchmarks import delivery, fanout, hist, latency, queries, report, scale, throughput
 from benchmarks.common import stamp, write_json
 
 BENCHMARKS = {"throughput": throughput, "latency": latency, "fanout": fanout,
-              "queries": queries, "scale": scale}
+              "queries": queries, "scale": scale, "hist": hist, "delivery": delivery}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -76,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nresults: {path}  ({results['wall_s']:.0f} s)")
     if args.markdown:
         report.write_markdown(results)
+        if "twsbus" in results.get("hist", {}):
+            hist.write_markdown(results["hist"])  # its own section
         print(f"tables written into {report.MD}")
     failed = [k for k in names if "error" in results[k]]
     return 1 if failed else 0

@@ -35,6 +35,11 @@ OUT = HERE / "out"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
+#: The wires a benchmark can run on: the simulator's highest server version for each. The daemon
+#: and stock ibapi 10.46 offer up to 225, so they negotiate this; ib_async offers at most 178 and
+#: stays on the text wire whatever the simulator offers.
+WIRES = {"text": 200, "protobuf": 225}
+
 #: Synthetic stocks the benchmark simulator adds (SYN0001.. = 900_000_001..).
 EXTRA_INSTRUMENTS = 1200
 AAPL = 265598
@@ -205,14 +210,16 @@ class SimProcess:
     """The TWS simulator in a process of its own (so it never shares a GIL with what it feeds)."""
 
     def __init__(self, *, extra: int = EXTRA_INSTRUMENTS, line_limit: int = 2000,
-                 tick_interval: float = 0.25) -> None:
+                 tick_interval: float = 0.25, max_version: int | None = None) -> None:
         self.port = free_port()
         self.control_port = free_port()
+        version = ["--max-version", str(max_version)] if max_version else []
         self.child = Child("simproc", "--port", str(self.port), "--control-port",
                            str(self.control_port), "--extra", str(extra), "--line-limit",
-                           str(line_limit), "--tick-interval", str(tick_interval), name="sim")
-        wait_for_port(self.port, 20)
-        wait_for_port(self.control_port, 20)
+                           str(line_limit), "--tick-interval", str(tick_interval), *version,
+                           name="sim")
+        wait_for_port(self.port, 90)  # a loaded machine (CI runs tests side by side)
+        wait_for_port(self.control_port, 90)
         self.control = ControlClient(f"http://127.0.0.1:{self.control_port}")
 
     @property
@@ -226,6 +233,22 @@ class SimProcess:
             if not state.get("running") or time.monotonic() > deadline:
                 return state
             time.sleep(0.1)
+
+    def versions(self) -> dict[int, int]:
+        """The server version each connected client negotiated, by clientId."""
+        clients = self.control.call("GET", "/state")["clients"]
+        return {c["clientId"]: c["version"] for c in clients if c["clientId"] is not None}
+
+    def wait_subscribed(self, kind: str, con_id: int, n: int, timeout: float) -> int:
+        """Wait until ``n`` sessions hold a ``kind`` subscription on ``con_id`` (the simulator's
+        view: a lease or a request has reached it); the count seen last."""
+        deadline = time.monotonic() + timeout
+        while True:
+            subs = self.control.call("GET", "/state")["subscriptions"]
+            have = int(subs.get(kind, {}).get(str(con_id), 0))
+            if have >= n or time.monotonic() > deadline:
+                return have
+            time.sleep(0.05)
 
     def stop(self) -> None:
         self.child.proc.terminate()
@@ -264,10 +287,12 @@ class Stack:
 
 @contextlib.contextmanager
 def stack(*, daemon_env: dict[str, str] | None = None, tick_interval: float = 0.25,
-          client_id: int = 0) -> Iterator[Stack]:
-    """nats-server + simulator process + daemon process (+ children, stopped on exit)."""
+          client_id: int = 0, max_version: int | None = None) -> Iterator[Stack]:
+    """nats-server + simulator process + daemon process (+ children, stopped on exit).
+    ``max_version`` caps the simulator's server version (``WIRES``: 200 text, 225 protobuf);
+    None leaves the simulator's default (200, or ``TWSBUS_SIM_MAX_VERSION``)."""
     with NatsServer() as ns:
-        sim = SimProcess(tick_interval=tick_interval)
+        sim = SimProcess(tick_interval=tick_interval, max_version=max_version)
         daemon = DaemonProcess(ns.url, sim.port, client_id=client_id, env={
             "TWSBUS_MAX_LINES": "2000", "TWSBUS_LOG_LEVEL": "WARNING",
             "TWSBUS_PROBE_INTERVAL": "10", "TWSBUS_PROBE_TIMEOUT": "10",

@@ -6,27 +6,65 @@ others share them). The daemon's CPU time (utime + stime from /proc) over the pa
 divided by the ticks sent, is its cost per tick. The daemon publishes once per subject whatever
 the number of subscribers (nats-server does the fan-out), so the cost should be flat; nats-server's
 CPU is reported next to it.
+
+Both wires, each on a stack of its own (``WIRES``: the simulator's max 200, text, and 225,
+protobuf, which the daemon negotiates). The result keeps the text wire's runs under ``runs`` and
+has every wire's under ``wires`` (with the server version the daemon negotiated).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.common import Child, CpuMeter, stack, start_all, syn
+from benchmarks.common import WIRES, Child, CpuMeter, stack, start_all, syn
 
 FANOUTS = (1, 4, 16)
+#: The daemon's clientId on the simulator (``stack()``'s default).
+DAEMON_CLIENT_ID = 0
 
 
-def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
+def run(quick: bool = False, tiny: bool = False,
+        wires: Sequence[str] = ("text", "protobuf")) -> dict[str, Any]:
     n_con = 5 if tiny else 20 if quick else 100
     rate = 2000
     seconds = 0.3 if tiny else 1.0 if quick else 5.0
     fanouts = (1, 2) if tiny else (1, 4) if quick else FANOUTS
-    con_ids = syn(n_con)
+    out: dict[str, Any] = {"conIds": n_con, "rate": rate, "seconds": seconds, "runs": [],
+                           "wires": {}}
+    for wire in wires:
+        out["wires"][wire] = _wire(wire, syn(n_con), rate, seconds, fanouts)
+    # The text wire's runs where report.py has always read them.
+    out["runs"] = out["wires"].get("text", next(iter(out["wires"].values())))["runs"]
+    return out
+
+
+def wire_targets(fo: dict[str, Any]) -> list[tuple[str, str, float | None, str, float, str]]:
+    """``(benchmark, what, value, op, limit, unit)`` rows, as report.targets' ``add`` takes them:
+    the daemon's CPU per tick on protobuf over text, at 1 subscriber (<= 1.5x), and the flatness
+    of the protobuf wire's fan-out (<= 1.1x, as the text wire's row). Empty without both."""
+    wires = fo.get("wires") or {}
+    text, proto = wires.get("text"), wires.get("protobuf")
+    if not proto or not proto["runs"]:
+        return []
+    p1 = proto["runs"][0]["daemon_us_per_tick"]
+    last = proto["runs"][-1]
+    rows: list[tuple[str, str, float | None, str, float, str]] = [
+        ("fanout", f"protobuf: daemon CPU/tick, {last['subscribers']} subs / 1 sub",
+         last["daemon_us_per_tick"] / p1 if p1 else None, "<=", 1.1, "x")]
+    if text and text["runs"]:
+        t1 = text["runs"][0]["daemon_us_per_tick"]
+        rows.append(("fanout", "daemon CPU/tick at 1 sub, protobuf / text",
+                     p1 / t1 if t1 else None, "<=", 1.5, "x"))
+    return rows
+
+
+def _wire(wire: str, con_ids: list[int], rate: int, seconds: float,
+          fanouts: Sequence[int]) -> dict[str, Any]:
     csv = ",".join(map(str, con_ids))
-    out: dict[str, Any] = {"conIds": n_con, "rate": rate, "seconds": seconds, "runs": []}
-    with stack() as st:
+    out: dict[str, Any] = {"max_version": WIRES[wire], "runs": []}
+    with stack(max_version=WIRES[wire]) as st:
         subs: list[Child] = []
         for n in fanouts:
             new = [st.child("subscriber", "--nats", st.url, "--conids", csv, name=f"sub{i}")
@@ -57,9 +95,11 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
                    "nats_us_per_tick": cpu["nats"] / max(1, sent) * 1e6,
                    "received_min": min(received), "received_max": max(received)}
             out["runs"].append(row)
-            print(f"  fanout {n:>2} subscribers: daemon {row['daemon_us_per_tick']:.1f} us/tick,"
-                  f" nats-server {row['nats_us_per_tick']:.1f} us/tick, msgs/sub "
+            print(f"  fanout {wire:8s} {n:>2} subscribers: daemon "
+                  f"{row['daemon_us_per_tick']:.1f} us/tick, nats-server "
+                  f"{row['nats_us_per_tick']:.1f} us/tick, msgs/sub "
                   f"{min(received)}..{max(received)}", flush=True)
+        out["version"] = st.sim.versions().get(DAEMON_CLIENT_ID)
     return out
 
 

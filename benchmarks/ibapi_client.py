@@ -1,11 +1,14 @@
 """Baseline (a): IB's stock ``ibapi`` in its own process, one TWS connection, a no-op callback.
 
-``python -m benchmarks.ibapi_client --port P --conid C --client-id N``
+``python -m benchmarks.ibapi_client --port P --conid C --client-id N [--tbt]``
 
 EClient.connect, then ``run()`` on its own thread (the stock EReader thread feeds its queue), and
 reqMktData on the conId. ``tickPrice`` only counts (the no-op callback); the ``tickString``
-"blast-end" ends a burst. Prints JSON lines: ``ready``, ``progress`` (every 0.25 s), ``end``
-(its time in ns and the tickPrice count); commands on stdin: ``reset``, ``quit``.
+"blast-end" ends a burst. With ``--tbt``: reqTickByTickData AllLast instead, and
+``tickByTickAllLast`` counts every trade; the one whose specialConditions is "blast-end" ends a
+burst (``ready`` comes once the request is sent: the simulator sends no trade until a burst).
+Prints JSON lines: ``ready``, ``progress`` (every 0.25 s), ``end`` (its time in ns and the
+count); commands on stdin: ``reset``, ``quit``.
 """
 
 from __future__ import annotations
@@ -49,12 +52,19 @@ class NoOp(EWrapper):
         if value == "blast-end":
             emit(end=time.time_ns(), received=self.ticks)
 
+    def tickByTickAllLast(self, reqId: Any, tickType: Any, time_: Any, price: Any, size: Any,
+                          tickAttribLast: Any, exchange: Any, specialConditions: Any) -> None:
+        self.ticks += 1
+        if specialConditions == "blast-end":
+            emit(end=time.time_ns(), received=self.ticks)
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--conid", type=int, required=True)
     ap.add_argument("--client-id", type=int, default=71)
+    ap.add_argument("--tbt", action="store_true", help="tick-by-tick AllLast, count trades")
     args = ap.parse_args()
     wrapper = NoOp()
     client = EClient(wrapper)
@@ -66,8 +76,11 @@ def main() -> None:
     contract = Contract()
     contract.conId = args.conid
     contract.exchange = "SMART"
-    client.reqMktData(1, contract, "", False, False, [])
-    if not wrapper.first.wait(10):
+    if args.tbt:
+        client.reqTickByTickData(1, contract, "AllLast", 0, False)
+    else:
+        client.reqMktData(1, contract, "", False, False, [])
+    if not args.tbt and not wrapper.first.wait(10):
         emit(error="no first tick")
         return
     emit(ready=True, version=client.serverVersion())

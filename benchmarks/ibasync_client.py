@@ -1,12 +1,15 @@
 """Baseline (b): ib_async in its own process, one TWS connection, a no-op ticker handler.
 
-``python -m benchmarks.ibasync_client --port P --conid C --client-id N``
+``python -m benchmarks.ibasync_client --port P --conid C --client-id N [--tbt]``
 
 IB().connectAsync and reqMktData on the conId; ``pendingTickersEvent`` gets a no-op handler, so
 ib_async does all its usual work (decoding, Ticker updates, events). ib_async turns tickType 45
 strings into datetimes and rejects "blast-end" (it logs a ValueError), so the end of a burst is
 seen by a hook on the wrapper's tickString in front of ib_async's own; tickPrice calls are
-counted by a hook on priceSizeTick. Prints JSON lines like benchmarks.ibapi_client.
+counted by a hook on priceSizeTick. With ``--tbt``: reqTickByTickData AllLast instead, and a
+hook in front of the wrapper's tickByTickAllLast counts every trade (ib_async then does its usual
+work: a TickByTickAllLast on the ticker, the pending-tickers event); the trade whose
+specialConditions is "blast-end" ends a burst. Prints JSON lines like benchmarks.ibapi_client.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ async def main() -> None:
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--conid", type=int, required=True)
     ap.add_argument("--client-id", type=int, default=72)
+    ap.add_argument("--tbt", action="store_true", help="tick-by-tick AllLast, count trades")
     args = ap.parse_args()
     logging.disable(logging.CRITICAL)  # "malformed value" for blast-end would flood stderr
 
@@ -56,17 +60,33 @@ async def main() -> None:
             return
         tick_string(req_id, tick_type, value)
 
+    tick_by_tick_all_last = wrapper.tickByTickAllLast
+
+    def counting_tick_by_tick_all_last(req_id: int, tick_type: int, time_: int, price: float,
+                                       size: Any, attrib: Any, exchange: str,
+                                       special: str) -> None:
+        count["ticks"] += 1
+        tick_by_tick_all_last(req_id, tick_type, time_, price, size, attrib, exchange, special)
+        if special == "blast-end":
+            emit(end=time.time_ns(), received=count["ticks"])
+
     wrapper.priceSizeTick = counting_price_size_tick  # type: ignore[method-assign]
     wrapper.tickString = watching_tick_string  # type: ignore[method-assign]
+    wrapper.tickByTickAllLast = counting_tick_by_tick_all_last  # type: ignore[method-assign]
     ib.pendingTickersEvent += lambda tickers: None  # the no-op ticker handler
-    ticker = ib.reqMktData(ib_async.Contract(conId=args.conid, exchange="SMART"))
-    deadline = time.monotonic() + 10
-    while count["ticks"] == 0 and time.monotonic() < deadline:
-        await asyncio.sleep(0.02)
-    if count["ticks"] == 0:
-        emit(error="no first tick")
-        return
-    emit(ready=True, version=ib.client.serverVersion(), bid=ticker.bid)
+    contract = ib_async.Contract(conId=args.conid, exchange="SMART")
+    if args.tbt:  # no trade comes before a burst: ready once the request is out
+        ib.reqTickByTickData(contract, "AllLast", 0, False)
+        emit(ready=True, version=ib.client.serverVersion())
+    else:
+        ticker = ib.reqMktData(contract)
+        deadline = time.monotonic() + 10
+        while count["ticks"] == 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if count["ticks"] == 0:
+            emit(error="no first tick")
+            return
+        emit(ready=True, version=ib.client.serverVersion(), bid=ticker.bid)
 
     commands = stdin_commands()
 

@@ -99,6 +99,26 @@ def _pool(runs: list[dict[str, Any]], rate: int, seconds: float) -> dict[str, An
     return out
 
 
+#: The raw NATS floor is too unsteady to measure an added latency against when its p99 is over
+#: this many times its p50, or its p50 moves by more than this factor between rounds.
+FLOOR_TAIL_MAX = 10.0
+FLOOR_DRIFT_MAX = 2.0
+
+
+def floor_unstable(raw_us: dict[str, float], raw_p50_by_round: list[float]) -> str | None:
+    """Why the machine cannot make this measurement (None when it can): an "added" latency is a
+    difference of two runs, which means nothing when the floor itself moves more than the
+    effect (a run once printed -82,866 us added at p99 and called it a pass)."""
+    p50, p99 = raw_us.get("p50"), raw_us.get("p99")
+    if p50 and p99 and p99 > FLOOR_TAIL_MAX * p50:
+        return f"raw NATS p99 {p99:,.0f} us is over {FLOOR_TAIL_MAX:g}x its p50 {p50:,.0f} us"
+    rounds = [x for x in raw_p50_by_round if x > 0]
+    if len(rounds) > 1 and max(rounds) > FLOOR_DRIFT_MAX * min(rounds):
+        return (f"raw NATS p50 moved from {min(rounds):,.0f} to {max(rounds):,.0f} us between "
+                f"rounds (over {FLOOR_DRIFT_MAX:g}x)")
+    return None
+
+
 def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
     n_con, n_subs = (5, 2) if tiny else (20, 4) if quick else (100, 4)
     seconds = 0.3 if tiny else 1.0 if quick else 5.0
@@ -134,8 +154,12 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
             added = {k: tw["lat_us"][k] - raw["lat_us"][k] for k in ("p50", "p99", "p99.9")}
             by_round = [summary(t["samples"])["p50"] - summary(r["samples"])["p50"]
                         for t, r in zip(tw_runs, raw_runs, strict=True)]
+            raw_by_round = [summary(r["samples"])["p50"] for r in raw_runs]
             out["rates"][str(rate)] = {"twsbus": tw, "raw": raw, "added_us": added,
-                                       "added_p50_by_round": by_round}
+                                       "added_p50_by_round": by_round,
+                                       "raw_p50_by_round": raw_by_round,
+                                       "inconclusive": floor_unstable(raw["lat_us"],
+                                                                      raw_by_round)}
             print(f"  latency {rate:>6}/s  twsbus p50/p99/p99.9 "
                   f"{tw['lat_us']['p50']:.0f}/{tw['lat_us']['p99']:.0f}/"
                   f"{tw['lat_us']['p99.9']:.0f} us   raw {raw['lat_us']['p50']:.0f}/"

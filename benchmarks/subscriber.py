@@ -1,17 +1,19 @@
 """A strategy-process stand-in on plain nats-py: leases ticks subscriptions, receives, measures.
 
-``python -m benchmarks.subscriber --nats URL --conids 1,2,3 [--raw]``
+``python -m benchmarks.subscriber --nats URL --conids 1,2,3 [--raw | --tbt]``
 
 Without ``--raw`` it takes a ``tws.sub.ticks`` lease per conId (renewed in one batch on
 ``tws.lease.renew``) and subscribes to each ``tws.ticks.<conId>``; with ``--raw`` it subscribes
 to ``bench.raw.<conId>`` (the raw publisher's subjects: the NATS floor). Every message is decoded
 (msgspec); a ``lastTimestamp`` that is a nanosecond time gives a latency sample (receive time -
-send time), ``"blast-end"`` ends a burst. Prints JSON lines: ``ready``, ``progress`` (every
-0.25 s while messages arrive), ``end`` (a burst's end: its receive time and the count). Commands
-on stdin: ``reset`` (zero counters and samples), ``report [path]`` (write the latency samples,
-int64 ns, to path, and receive - the message's ``ts`` to path.hop; print the counts),
-``renew K`` (renew every lease, in one batch, K times back to back; print the round trips),
-``quit``.
+send time), ``"blast-end"`` ends a burst. With ``--tbt`` it leases ``tws.sub.tbt`` (tickType
+AllLast) instead and counts every trade it receives (a message carries one tick, or a list of
+them under ``ticks``); the trade whose specialConditions is ``"blast-end"`` ends a burst.
+Prints JSON lines: ``ready``, ``progress`` (every 0.25 s while messages arrive), ``end`` (a
+burst's end: its receive time and the count). Commands on stdin: ``reset`` (zero counters and
+samples), ``report [path]`` (write the latency samples, int64 ns, to path, and receive - the
+message's ``ts`` to path.hop; print the counts), ``renew K`` (renew every lease, in one batch, K
+times back to back; print the round trips), ``quit``.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ async def main() -> None:
     ap.add_argument("--nats", required=True)
     ap.add_argument("--conids", required=True)
     ap.add_argument("--raw", action="store_true")
+    ap.add_argument("--tbt", action="store_true", help="lease tick-by-tick AllLast, count ticks")
     ap.add_argument("--ttl", type=float, default=60.0)
     args = ap.parse_args()
     con_ids = [int(c) for c in args.conids.split(",") if c]
@@ -65,6 +68,15 @@ async def main() -> None:
             samples.append(now - int(stamp))
             hops.append(now - data.get("ts", now))
 
+    async def on_tbt(msg: nats.aio.msg.Msg) -> None:
+        data = _decode(msg.data)
+        if data.get("type") != "tbt":
+            return  # a stream status
+        ticks = data.get("ticks") or (data,)
+        state["received"] += len(ticks)
+        if ticks[-1].get("specialConditions") == "blast-end":
+            emit(end=time_ns(), received=state["received"])
+
     leases: list[str] = []
     subscribe_us: list[float] = []
     errors: list[object] = []
@@ -87,8 +99,9 @@ async def main() -> None:
             continue
         for _attempt in range(5):
             t0 = time.perf_counter()
-            reply = await nc.request("tws.sub.ticks", json.dumps(
-                {"contract": {"conId": con_id}, "ttl": args.ttl}).encode(), timeout=120)
+            kind, extra = ("tbt", {"tickType": "AllLast"}) if args.tbt else ("ticks", {})
+            reply = await nc.request(f"tws.sub.{kind}", json.dumps(
+                {"contract": {"conId": con_id}, "ttl": args.ttl, **extra}).encode(), timeout=120)
             body = json.loads(reply.data)
             if "lease" in body:
                 break
@@ -99,8 +112,8 @@ async def main() -> None:
             return
         subscribe_us.append((time.perf_counter() - t0) * 1e6)
         leases.append(body["lease"])
-        await nc.subscribe(body["subject"], cb=on_msg, pending_msgs_limit=10_000_000,
-                           pending_bytes_limit=-1)
+        await nc.subscribe(body["subject"], cb=on_tbt if args.tbt else on_msg,
+                           pending_msgs_limit=10_000_000, pending_bytes_limit=-1)
     await nc.flush()
     emit(ready=len(con_ids), subscribe_us=subscribe_us, errors=errors[:5],
          error_count=len(errors))

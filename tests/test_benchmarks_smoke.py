@@ -20,16 +20,23 @@ ROOT = Path(__file__).resolve().parent.parent
 pytest.importorskip("ib_async")  # the throughput baseline drives it (10.x environment only)
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(300)
 def test_benchmark_harness_runs_end_to_end_on_tiny_sizes(tmp_path: Path) -> None:
     out = tmp_path / "results.json"
     proc = subprocess.run([sys.executable, "-m", "benchmarks", "--tiny", "--out", str(out)],
-                          cwd=ROOT, capture_output=True, text=True, timeout=110)
+                          cwd=ROOT, capture_output=True, text=True, timeout=290)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = json.loads(out.read_text())
     clients = results["throughput"]["clients"]
     assert set(clients) == {"twsbus", "ibapi", "ib_async"}
     assert all(row["completed"] for rows in clients.values() for row in rows)
+    wires = results["throughput"]["wires"]
+    assert wires["text"]["versions"] == {"twsbus": 200, "ibapi": 200, "ib_async": 178}
+    assert wires["protobuf"]["versions"] == {"twsbus": 225, "ibapi": 225}
+    assert all(row["completed"] for rows in wires["protobuf"]["clients"].values()
+               for row in rows)
+    assert {w: r["version"] for w, r in results["fanout"]["wires"].items()} == {
+        "text": 200, "protobuf": 225}
     assert set(results["latency"]["rates"]) == {"1000", "10000"}
     for r in results["latency"]["rates"].values():
         assert r["twsbus"]["lat_us"]["n"] > 0 and r["raw"]["lat_us"]["n"] > 0
@@ -42,3 +49,30 @@ def test_benchmark_harness_runs_end_to_end_on_tiny_sizes(tmp_path: Path) -> None
 
     text = report.render(results)
     assert "### Targets" in text and "### 5. Scale" in text
+
+
+@pytest.mark.timeout(60)
+def test_delivery_benchmark_counts_every_tick_of_a_tiny_burst(tmp_path: Path) -> None:
+    # One stack on the protobuf wire: twsbus (1 subscriber process) and ibapi at 225, ib_async
+    # at 178; each must count all 300 trades of the tick-by-tick burst.
+    out = tmp_path / "delivery.json"
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.delivery", "--tiny", "--wires",
+                           "protobuf", "--out", str(out)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=50)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads(out.read_text())
+    wire = result["wires"]["protobuf"]
+    assert wire["versions"] == {"twsbus": 225, "ibapi": 225, "ib_async": 178}
+    rows = wire["receivers"]
+    assert [r["subscribers"] for r in rows["twsbus"]] == [1]
+    for name, receiver_rows in rows.items():
+        for row in receiver_rows:
+            assert row["completed"] and row["received"] == [300] * len(row["received"]), (
+                name, row)
+    assert result["lost"] == 0 and result["all_completed"]
+
+    from benchmarks import delivery
+
+    assert [t[1] for t in delivery.targets(result)] == [
+        "protobuf: twsbus 1 sub / ib_async, 300 ticks", "ticks lost (all receivers, all wires)"]
+    assert "| protobuf | ib_async | 178 | 300 |" in delivery.render(result)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from twsbus.config import ConfigError, load
+from twsbus.config import Config, ConfigError, load
 
 
 def test_precedence_is_flags_then_environment_then_file(tmp_path: Path) -> None:
@@ -204,3 +204,22 @@ def test_the_daemon_never_logs_its_nats_credentials() -> None:
     log = daemon.log()
     assert "serving tws.* on nats://***@127.0.0.1" in log
     assert "pw-123456" not in log
+
+
+def test_every_field_of_the_typed_configurations_is_a_setting_with_its_default() -> None:
+    """TwsConfig, HistRules and JournalSettings own their defaults; every field of each can be
+    set (pacing_burst could not), and the settings start from those defaults."""
+    import msgspec
+
+    from twsbus.orders.journal import JournalSettings
+    from twsbus.service.histpacing import HistRules
+    from twsbus.tws.session import TwsConfig
+
+    assert Config().tws() == TwsConfig()
+    assert Config().hist_rules() == HistRules() and Config().journal() == JournalSettings()
+    names = {"host": "tws_host", "port": "tws_port"}
+    for field in TwsConfig.__struct_fields__:
+        value = getattr(TwsConfig(), field)
+        changed = value + 1 if isinstance(value, int | float) else "10.0.0.9"
+        built = Config(**{names.get(field, field): changed}).tws()
+        assert built == msgspec.structs.replace(TwsConfig(), **{field: changed}), field

@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from waiting import poll
 
 import twsbus
 from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread, free_port
@@ -30,16 +30,6 @@ def twsbus_cli(*args: str, timeout: float = 30) -> subprocess.CompletedProcess[s
     env = {k: v for k, v in os.environ.items() if not k.startswith("TWSBUS_")}
     return subprocess.run([sys.executable, "-m", "twsbus", *args], capture_output=True,
                           text=True, timeout=timeout, env=env)
-
-
-def eventually(predicate: Any, timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what or predicate}"
-        time.sleep(0.05)
 
 
 @dataclass
@@ -96,7 +86,7 @@ def test_health_and_status_exit_1_while_tws_is_not_ready(ops: Ops) -> None:
     nowhere = free_port()  # nothing listens: the daemon keeps retrying TWS
     daemon = DaemonProcess(ops.nats.url, nowhere, prefix="tws.down").start(wait=False)
     try:
-        eventually(lambda: daemon.status(), what="the second daemon to answer")
+        poll(lambda: daemon.status(), what="the second daemon to answer")
         health = twsbus_cli("health", "--nats", ops.nats.url, "--prefix", "tws.down")
         assert health.returncode == 1
         assert "unhealthy: TWS" in health.stderr and str(nowhere) in health.stderr
@@ -283,7 +273,7 @@ def test_the_wheel_ships_py_typed_subjects_and_license(tmp_path: Path) -> None:
 def test_sigterm_works_while_nats_is_down() -> None:
     with SimulatorThread() as sim:
         daemon = DaemonProcess(f"nats://127.0.0.1:{free_port()}", sim.port).start(wait=False)
-        eventually(lambda: "ConnectionRefusedError" in daemon.log(), what="a failed connect")
+        poll(lambda: "ConnectionRefusedError" in daemon.log(), what="a failed connect")
         assert daemon.stop(signal.SIGTERM) == 0
     assert "Traceback" not in daemon.log()
 
@@ -297,6 +287,11 @@ def test_sd_notify_outside_systemd_does_nothing_and_honours_watchdog_pid(tmp_pat
         sock.bind(path)
         assert notify("READY=1", environ={"NOTIFY_SOCKET": path}) is True
         assert sock.recv(64) == b"READY=1"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:  # bound, never read
+        sock.bind(path + ".full")
+        sent = [notify("WATCHDOG=1", environ={"NOTIFY_SOCKET": path + ".full"})
+                for _ in range(2000)]  # far past the queue: a blocking send would hang here
+        assert sent[0] is True and sent[-1] is False  # the overflow is dropped, not waited on
     assert watchdog_interval({"WATCHDOG_USEC": "30000000"}) == 15.0
     assert watchdog_interval({"WATCHDOG_USEC": "30000000", "WATCHDOG_PID": "1"}) is None
     assert watchdog_interval({}) is None

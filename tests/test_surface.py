@@ -8,8 +8,10 @@ from pathlib import Path
 import msgspec
 import pytest
 
+from twsbus import datamessages
 from twsbus.deploy import nats_server_conf
-from twsbus.service.streams import KINDS
+from twsbus.service.kinds import KINDS, make_kinds
+from twsbus.service.publisher import Publisher
 from twsbus.subjects import ARG_TYPES, Pattern, surface
 from twsbus.tws.objects import has_method
 
@@ -29,11 +31,24 @@ def test_every_query_names_a_real_eclient_method_and_known_types() -> None:
         assert spec.request_type.__name__.endswith("Request")
 
 
-def test_every_subscription_kind_in_yaml_has_an_implementation_and_back() -> None:
+def test_every_subscription_kind_in_yaml_has_a_behaviour_and_back() -> None:
     s = surface()
-    assert {k.name for k in KINDS} == set(s.subscriptions)
-    for kind in KINDS:
-        assert s.subscriptions[kind.name].method == kind.method
+    assert set(KINDS) == set(s.subscriptions)
+    kinds = make_kinds(Publisher("E"), s.subscriptions)
+    for name, spec in s.subscriptions.items():  # what a kind is comes from the file alone
+        kind = kinds[name]
+        assert (kind.method, kind.params, kind.type_name) == (spec.method, spec.defaults,
+                                                              spec.message)
+        assert spec.message in {c.__struct_config__.tag for c in datamessages.KIND_MESSAGES[name]
+                                } | {"account"}
+
+
+def test_a_kind_declared_without_a_behaviour_is_refused_by_name() -> None:
+    s = surface()
+    extra = dict(s.subscriptions)
+    extra["news"] = msgspec.structs.replace(s.subscriptions["ticks"], kind="news")
+    with pytest.raises(ValueError, match=r"without a Kind class.*news"):
+        make_kinds(Publisher("E"), extra)
 
 
 def test_the_readme_documents_every_query_and_kind() -> None:

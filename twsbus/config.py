@@ -83,6 +83,11 @@ def _watchlist(value: Any) -> Any:
 
 
 GuardSetting = Annotated[Guard, PlainValidator(_guard)]
+#: The typed configurations these settings feed: their defaults are the settings' defaults
+#: (one place for each), and ``tws()``, ``hist_rules()``, ``journal()`` build them by name.
+_TWS, _HIST, _JOURNAL = TwsConfig(), HistRules(), JournalSettings()
+#: Setting name -> TwsConfig field, where they differ.
+_TWS_NAMES = {"tws_host": "host", "tws_port": "port"}
 Secret = SecretStr | None
 
 _layers: ContextVar[tuple[Mapping[str, str], dict[str, Any]] | None] = ContextVar(
@@ -114,23 +119,25 @@ class Config(BaseSettings):
     nats_monitor_url: str | None = None
     prefix: str = "tws"
     # TWS
-    tws_host: str = "127.0.0.1"
-    tws_port: int = Field(7497, gt=0, lt=65536)
-    client_id: int = 0
-    connect_timeout: float = Field(10.0, gt=0)
+    tws_host: str = _TWS.host
+    tws_port: int = Field(_TWS.port, gt=0, lt=65536)
+    client_id: int = _TWS.client_id
+    connect_timeout: float = Field(_TWS.connect_timeout, gt=0)
     #: Retry within this many seconds while TWS refuses connections (restarting, not up yet).
-    reconnect_refused: float = Field(0.5, gt=0)
+    reconnect_refused: float = Field(_TWS.reconnect_refused, gt=0)
     #: Exponential backoff for a TWS that answers but will not start the API session.
-    backoff_initial: float = Field(1.0, gt=0)
-    backoff_max: float = Field(30.0, gt=0)
-    max_attempts: int = Field(0, ge=0)
+    backoff_initial: float = Field(_TWS.backoff_initial, gt=0)
+    backoff_max: float = Field(_TWS.backoff_max, gt=0)
+    max_attempts: int = Field(_TWS.max_attempts, ge=0)
     #: A quiet link is probed after probe_interval and dead after probe_timeout more.
-    probe_interval: float = Field(2.0, gt=0)
-    probe_timeout: float = Field(1.0, gt=0)
-    pacing_rate: float = Field(45.0, gt=0, le=50)
-    max_queue: int = Field(10_000, gt=0)
+    probe_interval: float = Field(_TWS.probe_interval, gt=0)
+    probe_timeout: float = Field(_TWS.probe_timeout, gt=0)
+    #: Messages per second to TWS (it allows 50), and how many may go at once.
+    pacing_rate: float = Field(_TWS.pacing_rate, gt=0, le=50)
+    pacing_burst: int = Field(_TWS.pacing_burst, ge=1, le=50)
+    max_queue: int = Field(_TWS.max_queue, gt=0)
     #: Highest server version to offer TWS (0 = whatever the installed ibapi supports).
-    max_server_version: int = Field(0, ge=0)
+    max_server_version: int = Field(_TWS.max_server_version, ge=0)
     #: The NATS watchdog: every interval the daemon asks its own status through NATS; this
     #: many misses in a row replace the connection.
     watchdog_interval: float = Field(5.0, gt=0)
@@ -151,22 +158,35 @@ class Config(BaseSettings):
     #: IB's historical-data limits, kept for every requester (``service/histpacing.py``);
     #: the simulator's settings have the same names.
     hist_pacing: bool = True
-    hist_window: float = Field(600.0, gt=0)
-    hist_window_max: int = Field(60, ge=1)
-    hist_identical_gap: float = Field(15.0, ge=0)
-    hist_burst_window: float = Field(2.0, ge=0)
-    hist_burst_max: int = Field(5, ge=1)
-    hist_bidask_weight: int = Field(2, ge=1)
-    hist_max_open: int = Field(50, ge=1)
+    hist_window: float = Field(_HIST.window, gt=0)
+    hist_window_max: int = Field(_HIST.window_max, ge=1)
+    hist_identical_gap: float = Field(_HIST.identical_gap, ge=0)
+    hist_burst_window: float = Field(_HIST.burst_window, ge=0)
+    hist_burst_max: int = Field(_HIST.burst_max, ge=1)
+    hist_bidask_weight: int = Field(_HIST.bidask_weight, ge=1)
+    hist_max_open: int = Field(_HIST.max_open, ge=1)
+    #: Completed historical series (and head timestamps) kept for every requester
+    #: (``service/histcache.py``): at most this many bytes, each at most this many seconds;
+    #: 0 bytes turns the cache off. A request bypasses it with ``"cache": false``.
+    hist_cache_bytes: int = Field(64 * 1024**2, ge=0)
+    hist_cache_age: float = Field(86400.0, gt=0)
+    #: Contract details and option chain parameters kept likewise (0 bytes: off).
+    ref_cache_bytes: int = Field(16 * 1024**2, ge=0)
+    ref_cache_age: float = Field(3600.0, gt=0)
+    #: Tick-by-tick subscriptions open at once (TWS allows as many as depth requests: 3 with
+    #: the basic 100 lines; 429 past the budget).
+    max_tbt: int = Field(3, ge=0)
+    #: Scanner subscriptions open at once (TWS allows 10; 429 past the budget).
+    max_scanner: int = Field(10, ge=0)
     # Orders
     #: Per-order limits checked before an order is sent (403 past them); empty = no limit.
     order_guard: Annotated[GuardSetting, Field(default_factory=Guard)]
     #: The order event stream and journal (JetStream): kept this long, this large, replicated
     #: this many times (3 on a NATS cluster), deduplicated within this window.
-    orders_max_age: float = Field(90 * 86400.0, gt=0)
-    orders_max_bytes: int = Field(1024**3, gt=0)
-    orders_replicas: int = Field(1, ge=1, le=5)
-    orders_duplicate_window: float = Field(3600.0, gt=0)
+    orders_max_age: float = Field(_JOURNAL.max_age, gt=0)
+    orders_max_bytes: int = Field(_JOURNAL.max_bytes, gt=0)
+    orders_replicas: int = Field(_JOURNAL.replicas, ge=1, le=5)
+    orders_duplicate_window: float = Field(_JOURNAL.duplicate_window, gt=0)
     # Operations
     log_format: Literal["text", "json"] = "text"
     log_level: str = "INFO"
@@ -219,25 +239,15 @@ class Config(BaseSettings):
         return [(k, v) for k, v in super().__repr_args__() if v is not None]
 
     def hist_rules(self) -> HistRules:
-        return HistRules(window=self.hist_window, window_max=self.hist_window_max,
-                         identical_gap=self.hist_identical_gap,
-                         burst_window=self.hist_burst_window, burst_max=self.hist_burst_max,
-                         bidask_weight=self.hist_bidask_weight, max_open=self.hist_max_open)
+        return HistRules(**{f: getattr(self, f"hist_{f}") for f in HistRules.__struct_fields__})
 
     def journal(self) -> JournalSettings:
-        return JournalSettings(max_age=self.orders_max_age, max_bytes=self.orders_max_bytes,
-                               replicas=self.orders_replicas,
-                               duplicate_window=self.orders_duplicate_window)
+        return JournalSettings(**{f: getattr(self, f"orders_{f}")
+                                  for f in JournalSettings.__struct_fields__})
 
     def tws(self) -> TwsConfig:
-        return TwsConfig(
-            host=self.tws_host, port=self.tws_port, client_id=self.client_id,
-            connect_timeout=self.connect_timeout, reconnect_refused=self.reconnect_refused,
-            backoff_initial=self.backoff_initial, backoff_max=self.backoff_max,
-            max_attempts=self.max_attempts, probe_interval=self.probe_interval,
-            probe_timeout=self.probe_timeout, pacing_rate=self.pacing_rate,
-            max_queue=self.max_queue, max_server_version=self.max_server_version,
-        )
+        names = {_TWS_NAMES.get(k, k): k for k in type(self).model_fields}
+        return TwsConfig(**{f: getattr(self, names[f]) for f in TwsConfig.__struct_fields__})
 
     def nats_auth(self) -> dict[str, Any]:
         """nats-py ``connect()`` keyword arguments for the credentials and TLS settings."""

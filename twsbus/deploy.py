@@ -5,9 +5,11 @@
 ``trade``, ``admin``) may publish on the request subjects of the classes subjects.yaml grants it
 (``roles``) and subscribe to the data subjects of those classes and to replies on its own inbox
 prefix (``_INBOX_<role>``) only; the ``daemon`` serves every request subject and answers with
-``allow_responses``, never with a grant on anyone's inbox. Passwords are nats-server's own
-environment references (``password: $NATS_PASSWORD_MARKET``, unquoted: a quoted ``"$X"`` is the
-literal text), so no secret is ever written into the file.
+``allow_responses``, never with a grant on anyone's inbox, and answers only inboxes. No client
+role has any JetStream API: the daemon serves order history and the stream republishes order
+events onto ``tws.orders.>``. Passwords are nats-server's own environment references
+(``password: $NATS_PASSWORD_MARKET``, unquoted: a quoted ``"$X"`` is the literal text), so no
+secret is ever written into the file.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from twsbus.orders.journal import names as journal_names
-from twsbus.subjects import OpClass, Surface, template_fields
+from twsbus.orders.journal import stored
+from twsbus.subjects import DOTTED_FIELDS, OpClass, Surface, template_fields
 
 
 class Role(enum.StrEnum):
@@ -52,7 +55,8 @@ class Permissions(NamedTuple):
 
 
 def _wild(template: str, prefix: str) -> str:
-    return template.format(prefix=prefix, **dict.fromkeys(template_fields(template), "*"))
+    return template.format(prefix=prefix, **{  # a dotted field ends its template: all its parts
+        f: ">" if f in DOTTED_FIELDS else "*" for f in template_fields(template)})
 
 
 def client_permissions(surface: Surface, role: Role) -> Permissions:
@@ -84,28 +88,14 @@ def client_permissions(surface: Surface, role: Role) -> Permissions:
             continue  # within tws.orders.>
         else:
             subscribe.append(_wild(surface.raw["subjects"][name], p))
-    publish.append("$SRV.>")  # discovery: nats micro ls|info|stats
-    if may(OpClass.ACCOUNT):
-        publish += order_stream_reader(p)
+    # Discovery (nats micro ls|info|stats): the daemon answers only replies to an inbox.
+    publish.append("$SRV.>")
     subscribe.append(f"{inbox_prefix(role)}.>")
+    # No JetStream API, no $JS.FC / $JS.ACK / $KV: a client that may create a consumer can
+    # have the stream pushed onto any subject, and JetStream answers any reply subject. Order
+    # history comes from the daemon (tws.req.orders with "events"), live events from the
+    # stream's republished copies on tws.orders.>.
     return Permissions(_ordered(publish), _ordered(subscribe))
-
-
-def order_stream_reader(prefix: str) -> list[str]:
-    """The JetStream API a reader of the order stream needs, and no more: nats-py's
-    ``js.subscribe(ordered_consumer=True)`` creates an ephemeral push consumer
-    (``CONSUMER.CREATE.<stream>``, never a durable one: the server refuses a durable name on this
-    subject), is delivered to its own inbox and answers flow control on ``$JS.FC.<stream>.>``;
-    the client asks ``STREAM.INFO`` (``since="new"``) and creates and deletes a probe consumer
-    (``since=<datetime>``). Nothing here can change or delete what the stream holds.
-
-    Not closed by permissions: JetStream pushes a consumer's messages to whatever deliver
-    subject its creator names, unchecked against the creator's own permissions (nats-server
-    2.9), so a reader can have order events pushed onto other subjects. Only NATS accounts (the
-    stream in the daemon's account, exported) contain that."""
-    stream, _ = journal_names(prefix)
-    return [f"$JS.API.STREAM.INFO.{stream}", f"$JS.API.CONSUMER.CREATE.{stream}",
-            f"$JS.API.CONSUMER.DELETE.{stream}.*", f"$JS.FC.{stream}.>"]
 
 
 def daemon_permissions(surface: Surface) -> Permissions:
@@ -120,6 +110,7 @@ def daemon_permissions(surface: Surface) -> Permissions:
                  and pattern not in served]
     publish = [*published,
                surface.subject("status_request"),  # its own watchdog asks it through NATS
+               stored(f"{p}.orders.>"),  # into the order stream, which republishes them
                "$SRV.>", "$JS.API.>", f"$KV.{bucket}.>"]
     # `_INBOX.>` is the daemon's own (nats-py's default prefix): every client role has its own.
     subscribe = [*served, "$SRV.>", "_INBOX.>"]

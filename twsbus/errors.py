@@ -4,7 +4,8 @@ Every error a user can see is a ``TwsBusError`` subclass with an HTTP-like ``cod
 travels as the micro-service headers ``Nats-Service-Error-Code`` / ``Nats-Service-Error`` *and* as
 a JSON body ``{"error": {"code": ..., "message": ..., "tws_code": ...}}`` (``error_reply``), so
 ``nats req`` shows it and programs can parse it. IB's numeric error codes are translated here and
-nowhere else (``from_tws``); ``is_informational`` says which IB codes are status, not failure.
+nowhere else (``from_tws``); what each IB code means otherwise (status or failure, link or
+request) is ``tws.codes``, the one table of IB's codes.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 from typing import ClassVar
 
 import msgspec
+
+from twsbus.tws.codes import IbCode
 
 
 class TwsBusError(Exception):
@@ -77,36 +80,27 @@ class NotConnected(TwsBusError):
     code = 503
 
 
-# IB codes that mean something more specific than "TWS said no".
+# IB codes that mean something more specific than "TWS said no" (named in ``tws.codes``).
 _TWS_CODE_CLASS: dict[int, type[TwsBusError]] = {
-    200: NotFound,  # no security definition / ambiguous contract
-    100: BudgetExhausted,  # max messages per second exceeded
-    101: BudgetExhausted,  # max number of tickers reached
-    309: BudgetExhausted,  # max number of market depth requests
-    103: Conflict,  # duplicate order id
-    326: Conflict,  # client id in use
-    10197: Conflict,  # no market data during competing live session
-    321: BadRequest,  # error validating request
-    322: BadRequest,  # error processing request (often a duplicate id)
-    504: NotConnected,
-    1100: NotConnected,
+    IbCode.NO_SECURITY_DEFINITION: NotFound,  # or ambiguous: 409, see from_tws
+    IbCode.MAX_RATE_EXCEEDED: BudgetExhausted,
+    IbCode.MAX_TICKERS: BudgetExhausted,
+    IbCode.MAX_DEPTH_REQUESTS: BudgetExhausted,
+    IbCode.DUPLICATE_ORDER_ID: Conflict,
+    IbCode.CLIENT_ID_IN_USE: Conflict,
+    IbCode.COMPETING_LIVE_SESSION: Conflict,
+    IbCode.VALIDATION_ERROR: BadRequest,
+    IbCode.PROCESSING_ERROR: BadRequest,
+    IbCode.NOT_CONNECTED: NotConnected,
+    IbCode.CONNECTIVITY_LOST: NotConnected,
 }
-
-# Status and warnings: they describe the connection or data quality, never fail a request.
-_INFO_CODES = frozenset({1100, 1101, 1102, 2100, 2150, 2157, 2158, 10167, 10285, 2176})
-
-
-def is_informational(tws_code: int) -> bool:
-    return tws_code in _INFO_CODES or 2100 <= tws_code <= 2199
-
-
-def is_connection_level(tws_code: int) -> bool:
-    """Codes about the link or the data farms rather than about one request."""
-    return tws_code in (1100, 1101, 1102, 2110) or 2103 <= tws_code <= 2108 or \
-        tws_code in (2157, 2158)
 
 
 def from_tws(tws_code: int, message: str) -> TwsBusError:
+    if tws_code == IbCode.NO_SECURITY_DEFINITION and "ambiguous" in message.lower():
+        # IB's 200 is both "no security definition" (404) and "the description is ambiguous"
+        # (409: several contracts match, as the daemon's own resolution says with candidates).
+        return Conflict(message, tws_code=tws_code)
     cls = _TWS_CODE_CLASS.get(tws_code, TwsError)
     return cls(message, tws_code=tws_code)
 

@@ -54,6 +54,21 @@ class ExecFilter(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True)
     side: str = ""
 
 
+class ScannerSubscription(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """IB's ScannerSubscription; a field left None stays at ibapi's "unset"."""
+
+    instrument: str = ""
+    locationCode: str = ""
+    scanCode: str = ""
+    numberOfRows: int | None = None
+    abovePrice: float | None = None
+    belowPrice: float | None = None
+    aboveVolume: int | None = None
+    marketCapAbove: float | None = None
+    marketCapBelow: float | None = None
+    stockTypeFilter: str = ""
+
+
 class OrderCancel(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
     manualOrderCancelTime: str = ""
     extOperator: str = ""
@@ -78,7 +93,9 @@ class OkReply(msgspec.Struct):
     ok: bool = True
 
 
-class TwsState(msgspec.Struct, omit_defaults=True):
+class TwsLink(msgspec.Struct, omit_defaults=True):
+    """The TWS link as status shows it (its state is ``tws.session.TwsState``'s value)."""
+
     state: str
     serverVersion: int | None = None
     accounts: list[str] = msgspec.field(default_factory=list)
@@ -117,10 +134,12 @@ class SubscriptionInfo(msgspec.Struct, omit_defaults=True):
 
 class Status(msgspec.Struct):
     epoch: str
-    tws: TwsState
+    tws: TwsLink
     lines: Budget
     depth: Budget
     pacing: Pacing
+    #: Scanner subscriptions open at once (TWS allows 10).
+    scanner: Budget = msgspec.field(default_factory=lambda: Budget(used=0, max=0))
     subscriptions: list[SubscriptionInfo] = msgspec.field(default_factory=list)
     dropped: dict[str, int] = msgspec.field(default_factory=dict)
     queries: dict[str, int] = msgspec.field(default_factory=dict)

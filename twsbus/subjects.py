@@ -127,14 +127,56 @@ class QuerySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=Tr
         return self.callbacks + ((self.end,) if self.end and self.end not in self.callbacks else ())
 
 
-class SubscriptionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+class SubscriptionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
+    """A subscription kind as ``subjects.yaml`` declares it; its behaviour (how TWS's callbacks
+    become messages) is a ``Kind`` class (``service/kinds.py`` lists them)."""
+
     kind: str
     method: str
     cancel: str | CallSpec
     data: str
+    #: The ``type`` of its data messages (``twsbus.datamessages``).
+    message: str
     cls: OpClass = msgspec.field(name="class")
+    #: The lease's parameters with their defaults (``[type, default]`` in the file).
+    params: tuple[ArgSpec, ...] = ()
+    #: Parameters a new lease may widen on the live request (the Kind says how).
+    merge: tuple[str, ...] = ()
+    #: Successive updates merge, latest value wins (ticks, the book, PnL).
+    conflate: bool = False
+    #: Sent under IB's historical-data limits, like the historical queries.
+    paced: bool = False
+    #: What one stream costs of TWS's budgets.
     lines: int = 0
     depth: int = 0
+    tbt: int = 0
+    scanner: int = 0
+
+    @property
+    def needs_contract(self) -> bool:
+        return "{conId}" in self.data
+
+    @property
+    def key_params(self) -> tuple[str, ...]:
+        """The parameters that are tokens of the data subject: each value is its own stream."""
+        return tuple(f for f in template_fields(self.data) if f in self.defaults)
+
+    @functools.cached_property
+    def defaults(self) -> dict[str, Any]:
+        return {p.name: p.default for p in self.params}
+
+    @functools.cached_property
+    def request_type(self) -> type[msgspec.Struct]:
+        """The body of ``tws.sub.<kind>``: the parameters, a contract when the kind takes one,
+        and the lease's ``ttl``."""
+        fields: list[Any] = [(p.name, ARG_TYPES[p.type_name],
+                              _default_of(ARG_TYPES[p.type_name], p.default))
+                             for p in self.params]
+        if self.needs_contract:
+            fields.append(("contract", Contract))  # required: the stream is of one contract
+        fields.append(("ttl", float | None, None))
+        return msgspec.defstruct(f"{_camel(self.kind)}Subscribe", fields, kw_only=True,
+                                 forbid_unknown_fields=True)
 
 
 class Roles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -155,11 +197,16 @@ class Roles(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 #: share a subject.
 TOKEN_MAX = 64
 _TOKEN_RE = re.compile(r"[A-Za-z0-9_\-+=:@~]{1,64}")
+#: Fields whose dots stay: each part is a token of its own (a scanner's ``STK.US.MAJOR``); such a
+#: field ends its subject template, so the parts cannot be mistaken for another field's.
+DOTTED_FIELDS = frozenset({"locationCode"})
 
 
 def token(value: Any, field: str) -> str:
     """``value`` as a subject token, or BadRequest naming ``field`` (never echoing the value)."""
     text = str(value).replace(" ", "_")
+    if field in DOTTED_FIELDS and 0 < len(text) <= 4 * TOKEN_MAX:
+        return ".".join(token(part, f"{field} (each dotted part)") for part in text.split("."))
     if _TOKEN_RE.fullmatch(text) is None:
         raise BadRequest(f"{field}: must be 1 to {TOKEN_MAX} characters from A-Z a-z 0-9 "
                          f"and _-+=:@~ (spaces become _); it names a NATS subject")
@@ -185,8 +232,7 @@ class Surface:
             op: _query_spec(op, body) for op, body in raw["queries"].items()
         }
         self.subscriptions: dict[str, SubscriptionSpec] = {
-            kind: msgspec.convert({"kind": kind, **body}, SubscriptionSpec)
-            for kind, body in raw["subscriptions"].items()
+            kind: _subscription_spec(kind, body) for kind, body in raw["subscriptions"].items()
         }
         self.roles: Roles = msgspec.convert(raw["roles"], Roles)
 
@@ -208,23 +254,36 @@ class Surface:
         out = [s.format(prefix=self.prefix, **dict.fromkeys(template_fields(s), "*"))
                for s in self._subjects.values()]
         for spec in self.subscriptions.values():
-            parts = spec.data.format(prefix=self.prefix, conId="*", tickType="*", barSize="*",
-                                     account="*").split(".")
-            out.append(".".join(parts))
+            fields = template_fields(spec.data)
+            out.append(spec.data.format(prefix=self.prefix, **{
+                f: ">" if f in DOTTED_FIELDS else "*" for f in fields}))
         return sorted(set(out))
 
 
-def _query_spec(op: str, body: dict[str, Any]) -> QuerySpec:
+def _arg_specs(where: str, decls: dict[str, Any] | None) -> list[ArgSpec]:
     args = []
-    for name, decl in (body.get("args") or {}).items():
+    for name, decl in (decls or {}).items():
         if isinstance(decl, list):
             type_name, default = decl
         else:
             type_name, default = decl, _NO_DEFAULT
         if type_name not in ARG_TYPES:
-            raise ValueError(f"subjects.yaml: query {op}: argument {name} has unknown type "
+            raise ValueError(f"subjects.yaml: {where}: argument {name} has unknown type "
                              f"{type_name!r}")
         args.append(ArgSpec(name, type_name, default))
+    return args
+
+
+def _subscription_spec(kind: str, body: dict[str, Any]) -> SubscriptionSpec:
+    params = _arg_specs(f"subscription {kind}", body.get("params"))
+    if any(p.required for p in params):
+        raise ValueError(f"subjects.yaml: subscription {kind}: every parameter needs a default")
+    fields = {k: v for k, v in body.items() if k != "params"}
+    return msgspec.convert({"kind": kind, **fields, "params": params}, SubscriptionSpec)
+
+
+def _query_spec(op: str, body: dict[str, Any]) -> QuerySpec:
+    args = _arg_specs(f"query {op}", body.get("args"))
     fields = {k: v for k, v in body.items() if k != "args"}
     return msgspec.convert({"op": op, **fields, "args": args}, QuerySpec)
 

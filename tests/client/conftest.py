@@ -14,17 +14,12 @@ from clientstack import DAEMON_ENV, ClientStack
 from nats.aio.client import Client as NATS
 
 from twsbus import Client
-from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
 
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[ClientStack]:
-    with NatsServer() as ns, SimulatorThread(tick_interval=0.05) as sim:
-        daemon = DaemonProcess(ns.url, sim.port, env=DAEMON_ENV).start()
-        try:
-            yield ClientStack(ns, sim, daemon)
-        finally:
-            daemon.stop()
+    with ClientStack.running(daemon_env=DAEMON_ENV, tick_interval=0.05) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ from twsbus import (
 )
 from twsbus.client.orderview import OrderBoard
 from twsbus.orders.events import OrderEvent, OrderRecord
-from twsbus.orders.journal import names
+from twsbus.orders.journal import names, stored
 from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
 
 AAPL_ID = 265598
@@ -72,7 +72,7 @@ async def take(feed: OrderFeed, count: int) -> list[OrderUpdate]:
 
 async def stream_count(nc: NATS, subject: str) -> int:
     """How many messages the order stream holds on ``subject`` (a filter) right now."""
-    info = await nc.jetstream().stream_info(names("tws")[0], subjects_filter=subject)
+    info = await nc.jetstream().stream_info(names("tws")[0], subjects_filter=stored(subject))
     return sum((info.state.subjects or {}).values())
 
 
@@ -324,6 +324,46 @@ async def test_a_feed_follows_across_a_nats_server_restart_without_gap_or_repeat
         await nc.close()
     assert [u.stream_seq for u in got] == [u.stream_seq for u in everything]
     assert len({u.event.clientOrderId for u in got}) == 2
+
+
+async def test_history_and_live_merge_across_a_daemon_restart_without_gap_or_repeat(
+        private_stack: Any) -> None:
+    """A feed that was following and one opened while the daemon is dead (its history waits for
+    the daemon) both read every event of the strategy once, in stream order: the live copies
+    come from the stream, the history from the restarted daemon."""
+    stack, s = private_stack, strategy()
+    nc = await nats.connect(stack.nats.url)
+    try:
+        async with Client(nc) as bus, bus.orders(strategy=s) as following:
+            got: list[OrderUpdate] = []
+
+            async def through_commission(feed: OrderFeed, into: list[OrderUpdate],
+                                         order: Any) -> None:
+                while not (into and into[-1].event.type == "commission"
+                           and into[-1].event.clientOrderId == order.clientOrderId):
+                    into.append(await asyncio.wait_for(feed.next(), 20))
+
+            first = await bus.place(AAPL_ID, market_order("BUY", 1), strategy=s)
+            await through_commission(following, got, first)
+            await asyncio.to_thread(stack.daemon.kill)
+            late: list[OrderUpdate] = []
+            opened = bus.orders(strategy=s)
+            opening = asyncio.ensure_future(opened.open())  # asks a daemon that is not there
+            await wait_until(lambda: opened.replays == 0 and not opening.done(), 5)
+            await asyncio.to_thread(stack.daemon.start)
+            await asyncio.wait_for(opening, 20)
+            second = await bus.place(AAPL_ID, market_order("BUY", 1), strategy=s)
+            await through_commission(following, got, second)
+            async with opened:
+                await through_commission(opened, late, second)
+            total = await stream_count(nc, f"tws.orders.*.{s}.*")
+            everything = await take(bus.orders(strategy=s), total)
+    finally:
+        await nc.close()
+    want = [u.stream_seq for u in everything]
+    assert [u.stream_seq for u in got] == want == [u.stream_seq for u in late]
+    assert len(set(want)) == total and {u.event.clientOrderId for u in got} == {
+        first.clientOrderId, second.clientOrderId}
 
 
 async def test_a_feed_starts_at_a_time_or_at_now(bus: Client) -> None:

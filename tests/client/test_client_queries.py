@@ -33,6 +33,12 @@ async def test_queries_are_typed_methods_and_errors_are_exceptions(bus: Client) 
     assert unknown.value.code == 404 and "999999" in unknown.value.message
 
 
+async def test_an_unknown_op_is_a_404_naming_the_ops_at_once(bus: Client) -> None:
+    with pytest.raises(NotFound) as caught:  # not a timeout, not "no daemon answers"
+        await bus.request("no_such_op")
+    assert "no_such_op" in caught.value.message and "current_time" in caught.value.message
+
+
 async def test_bad_arguments_are_bad_requests(bus: Client) -> None:
     with pytest.raises(BadRequest, match="noSuchArg"):
         await bus.request("current_time", noSuchArg=1)

@@ -12,11 +12,13 @@ from typing import Any
 
 import msgspec
 import pytest
+from waiting import wait_until
 
 from twsbus import Image, NotFound, StreamClosed, StreamStatus, SubState, Tick
 from twsbus.client.keeper import LeaseKeeper
 from twsbus.client.stream import Granted, Inbox, Subscription
 from twsbus.messages import Contract, LeasesReply
+from twsbus.subjects import surface
 
 SUBJECT = "tws.ticks.265598"
 
@@ -27,32 +29,22 @@ class _Msg:
 
 
 class _NatsSub:
-    def __init__(self, nats: FakeNats, subject: str, cb: Any) -> None:
-        self.nats, self.subject, self.cb = nats, subject, cb
+    def __init__(self, link: FakeDaemon, subject: str, cb: Any) -> None:
+        self.link, self.subject, self.cb = link, subject, cb
 
     async def unsubscribe(self) -> None:
-        self.nats.subs.remove(self)
-
-
-class FakeNats:
-    is_closed = False
-
-    def __init__(self) -> None:
-        self.subs: list[_NatsSub] = []
-
-    async def subscribe(self, subject: str, cb: Any) -> _NatsSub:
-        sub = _NatsSub(self, subject, cb)
-        self.subs.append(sub)
-        return sub
+        self.link.subs.remove(self)
 
 
 class FakeDaemon:
-    """The parts of ``Client`` a Subscription and the LeaseKeeper use, scripted."""
+    """A scripted ``Link``: what a Subscription and the LeaseKeeper use of the wire."""
+
+    nats_closed = False
 
     def __init__(self, epoch: str = "E1", seq: int = 3) -> None:
-        self._nc = FakeNats()
-        self._closed = False
-        self.ttl = 30.0
+        self.surface = surface()
+        self.closed = False
+        self.subs: list[_NatsSub] = []
         self.epoch, self.seq = epoch, seq
         self.image: dict[str, Any] = {"bid": 1.0, "ask": 1.2}
         self.grants = 0
@@ -60,38 +52,63 @@ class FakeDaemon:
         self.refuse: Exception | None = None
         self.running_epoch: str | None = epoch
         self.events: list[str] = []
-        self._keeper = LeaseKeeper(self, None, None)  # type: ignore[arg-type]
+        self.keeper = LeaseKeeper(self, 30.0, None, None)  # type: ignore[arg-type]
+        DAEMONS.append(self)
 
-    async def _data_subject(self, kind: str, contract: Any, params: dict[str, Any]) -> Any:
+    @property
+    def listening(self) -> list[str]:
+        """The data subjects listened to (the keeper's tws.status aside)."""
+        return [s.subject for s in self.subs if s.subject != "tws.status"]
+
+    async def listen(self, subject: str, handler: Any) -> _NatsSub:
+        sub = _NatsSub(self, subject, handler)
+        self.subs.append(sub)
+        return sub
+
+    async def data_subject(self, kind: str, contract: Any, params: dict[str, Any]) -> Any:
         return contract, params, SUBJECT
 
-    async def _grant(self, kind: str, body: bytes) -> Granted:
-        self.events.append(f"grant (listening: {[s.subject for s in self._nc.subs]})")
+    async def grant(self, kind: str, body: bytes) -> Granted:
+        self.events.append(f"grant (listening: {self.listening})")
         if self.refuse is not None:
             raise self.refuse
         self.grants += 1
         return Granted(subject=SUBJECT, seq=self.seq, epoch=self.epoch, image=dict(self.image),
                        lease=f"L{self.grants}", ttl=30.0, conId=265598)
 
-    async def _release(self, leases: list[str]) -> None:
+    async def snapshot(self, subject: str) -> Granted:
+        raise AssertionError("the fake always predicts the subject")
+
+    async def release(self, leases: list[str]) -> None:
         self.released += leases
 
-    async def _renew(self, leases: list[str]) -> LeasesReply:
+    async def renew(self, leases: list[str], timeout: float) -> LeasesReply:
         return LeasesReply(renewed=leases)
 
-    async def _daemon_epoch(self) -> str | None:
+    async def daemon_epoch(self) -> str | None:
         return self.running_epoch
 
     async def publish(self, seq: int, epoch: str | None = None, **fields: Any) -> None:
         body = {"type": fields.pop("type", "ticks"), "seq": seq, "ts": seq,
                 "epoch": epoch or self.epoch, **fields}
-        for sub in list(self._nc.subs):
+        for sub in [s for s in self.subs if s.subject == SUBJECT]:
             await sub.cb(_Msg(sub.subject, msgspec.json.encode(body)))
 
 
+DAEMONS: list[FakeDaemon] = []
+
+
+@pytest.fixture(autouse=True)
+async def _stop_keepers() -> Any:
+    """Opening a subscription starts its keeper (as Client.start would): stopped after each test."""
+    yield
+    while DAEMONS:
+        await DAEMONS.pop().keeper.stop()
+
+
 def make(daemon: FakeDaemon, maxsize: int = 100) -> Subscription:
-    return Subscription(daemon, "ticks", Contract(conId=265598), {},  # type: ignore[arg-type]
-                        ttl=30.0, maxsize=maxsize)
+    return Subscription(daemon, daemon.keeper, "ticks",  # type: ignore[arg-type]
+                        Contract(conId=265598), {}, ttl=30.0, maxsize=maxsize)
 
 
 async def test_the_data_subject_is_listened_to_before_subscribing() -> None:
@@ -154,51 +171,39 @@ async def test_status_messages_are_delivered_in_order_and_tracked() -> None:
 async def test_closed_from_a_running_daemon_ends_the_iterator_with_stream_closed() -> None:
     daemon = FakeDaemon(seq=0)
     sub = make(daemon)
-    await sub.open()
-    keeper = asyncio.create_task(daemon._keeper.run())
-    try:
-        await daemon.publish(1, type="status", state="closed", reason="TWS 10197: no data")
-        items = [m async for m in _until_error(sub)]
-        assert [type(m) for m in items[:2]] == [Image, StreamStatus]
-        assert isinstance(items[-1], StreamClosed) and "10197" in str(items[-1])
-        assert sub.state is SubState.CLOSED
-    finally:
-        keeper.cancel()
+    await sub.open()  # starts the keeper, as Client.start does
+    await daemon.publish(1, type="status", state="closed", reason="TWS 10197: no data")
+    items = [m async for m in _until_error(sub)]
+    assert [type(m) for m in items[:2]] == [Image, StreamStatus]
+    assert isinstance(items[-1], StreamClosed) and "10197" in str(items[-1])
+    assert sub.state is SubState.CLOSED
 
 
 async def test_closed_by_a_daemon_going_away_resubscribes_with_a_new_image() -> None:
     daemon = FakeDaemon(seq=5)
     sub = make(daemon)
-    await sub.open()
-    keeper = asyncio.create_task(daemon._keeper.run())
-    try:
-        daemon.running_epoch = None  # nobody answers tws.req.status: the daemon is gone
-        daemon.epoch, daemon.seq, daemon.image = "E2", 2, {"bid": 9.0}
-        await daemon.publish(6, epoch="E1", type="status", state="closed", reason="shutdown")
-        assert isinstance(await sub.next(), Image)
-        assert isinstance(await sub.next(), StreamStatus)
-        again = await asyncio.wait_for(sub.next(), 5)
-        assert isinstance(again, Image) and again.resubscribed and again.epoch == "E2"
-        assert again.seq == 2 and again["bid"] == 9.0 and sub.lease == "L2"
-        await daemon.publish(3)
-        after = await sub.next()
-        assert (after.epoch, after.seq, after.gap) == ("E2", 3, 0)
-    finally:
-        keeper.cancel()
+    await sub.open()  # starts the keeper, as Client.start does
+    daemon.running_epoch = None  # nobody answers tws.req.status: the daemon is gone
+    daemon.epoch, daemon.seq, daemon.image = "E2", 2, {"bid": 9.0}
+    await daemon.publish(6, epoch="E1", type="status", state="closed", reason="shutdown")
+    assert isinstance(await sub.next(), Image)
+    assert isinstance(await sub.next(), StreamStatus)
+    again = await asyncio.wait_for(sub.next(), 5)
+    assert isinstance(again, Image) and again.resubscribed and again.epoch == "E2"
+    assert again.seq == 2 and again["bid"] == 9.0 and sub.lease == "L2"
+    await daemon.publish(3)
+    after = await sub.next()
+    assert (after.epoch, after.seq, after.gap) == ("E2", 3, 0)
 
 
 async def test_a_refused_resubscription_ends_the_iterator_with_the_daemons_error() -> None:
     daemon = FakeDaemon(seq=0)
     sub = make(daemon)
-    await sub.open()
-    keeper = asyncio.create_task(daemon._keeper.run())
-    try:
-        daemon.refuse = NotFound("No security definition", tws_code=200)
-        daemon._keeper.recover(sub)  # as when a renewal says the lease is unknown
-        items = [m async for m in _until_error(sub)]
-        assert isinstance(items[-1], NotFound) and items[-1].tws_code == 200
-    finally:
-        keeper.cancel()
+    await sub.open()  # starts the keeper, as Client.start does
+    daemon.refuse = NotFound("No security definition", tws_code=200)
+    daemon.keeper.recover(sub)  # as when a renewal says the lease is unknown
+    items = [m async for m in _until_error(sub)]
+    assert isinstance(items[-1], NotFound) and items[-1].tws_code == 200
 
 
 async def test_closing_releases_the_lease_and_ends_iteration() -> None:
@@ -206,7 +211,7 @@ async def test_closing_releases_the_lease_and_ends_iteration() -> None:
     sub = make(daemon)
     async with sub:
         assert sub.lease == "L1"
-    assert daemon.released == ["L1"] and daemon._nc.subs == []
+    assert daemon.released == ["L1"] and daemon.listening == []
     with pytest.raises(StopAsyncIteration):
         await sub.next()
 
@@ -215,8 +220,8 @@ async def test_leaving_an_async_for_releases_the_lease() -> None:
     daemon = FakeDaemon()
     async for _ in make(daemon):
         break
-    await asyncio.sleep(0.05)  # the abandoned generator is closed by the event loop
-    assert daemon.released == ["L1"]
+    # the abandoned generator is closed by the event loop, on a later turn
+    await wait_until(lambda: daemon.released == ["L1"], 5, "the lease released")
 
 
 def test_inbox_bound_must_hold_a_message() -> None:
@@ -251,4 +256,4 @@ async def test_a_status_already_in_the_image_does_not_end_the_stream() -> None:
     sub = make(daemon)
     await sub.open()
     await daemon.publish(3, type="status", state="closed", reason="an earlier stream")
-    assert sub.state is SubState.ACTIVE and not daemon._keeper.recovering
+    assert sub.state is SubState.ACTIVE and not daemon.keeper.recovering

@@ -52,10 +52,14 @@ def test_every_subscription_kind_has_a_client_method() -> None:
         assert params - _SUBSCRIPTION_EXTRAS == set(KIND_PARAMS[kind]), kind
 
 
-def test_kind_parameters_and_defaults_match_the_daemon() -> None:
-    from twsbus.service.streams import KINDS
+def test_kind_parameters_and_defaults_are_the_files() -> None:
+    """The client and the daemon read one declaration (subjects.yaml), nothing copied."""
+    from twsbus.service.kinds import make_kinds
+    from twsbus.service.publisher import Publisher
 
-    assert {k.name: dict(k.params) for k in KINDS} == KIND_PARAMS
+    kinds = make_kinds(Publisher("E"), surface().subscriptions)
+    assert {name: k.params for name, k in kinds.items()} == KIND_PARAMS
+    assert {k: spec.defaults for k, spec in surface().subscriptions.items()} == KIND_PARAMS
 
 
 def test_subscription_methods_do_not_subscribe_until_used() -> None:
@@ -123,3 +127,14 @@ def test_public_api_is_exported_and_does_not_import_ibapi() -> None:
         assert name in twsbus.__all__ and hasattr(twsbus, name), name
     code = "import sys, twsbus; assert 'ibapi' not in sys.modules, 'ibapi imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_published_message_type_has_its_client_class() -> None:
+    """twsbus.datamessages is the wire's definition (what the daemon publishes, what the AsyncAPI
+    document says); the client yields a class of its own for each of its types."""
+    from twsbus import datamessages
+    from twsbus.client.events import _BY_TYPE
+
+    wire = {str(m.__struct_config__.tag) for ms in datamessages.KIND_MESSAGES.values()
+            for m in ms}
+    assert wire <= set(_BY_TYPE), f"no client class for {wire - set(_BY_TYPE)}"

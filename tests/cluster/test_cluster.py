@@ -17,6 +17,7 @@ measured and printed (``pytest -s``), never bounded: README "Growing past one ho
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from dataclasses import dataclass, field
@@ -150,10 +151,14 @@ async def _failover(cluster: NatsCluster, sim: SimulatorThread, daemon_url: str)
                       f"{tick_s * 1000:.0f} ms, first answered request after "
                       f"{request_s * 1000:.0f} ms ({tries} tries)")
 
-                # The same lease carries on: seqs continue without a gap, no re-subscription.
+                # The same lease carries on, no re-subscription. Core NATS is at most once:
+                # what the daemon had already written to the dead member's socket dies with it
+                # (seen under load), so a gap may open; the seq shows it and the client counts
+                # every jump as a gap, none unnoticed.
                 seqs += [(await asyncio.wait_for(sub.next(), WAIT)).seq for _ in range(10)]
-                assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
-                assert sub.gaps == 0 and sub.resubscribes == 0, sub.stats()
+                assert seqs == sorted(set(seqs)), seqs  # in order, none twice
+                jumps = sum(1 for x, y in itertools.pairwise(seqs) if y != x + 1)
+                assert sub.gaps == jumps and sub.resubscribes == 0, (seqs, sub.stats())
                 assert sub.state is SubState.ACTIVE
                 # Renewals go through the new member and are accepted (an `unknown` would
                 # have made the keeper re-subscribe, counted above).
@@ -252,7 +257,7 @@ async def order_events(nc: NATS, stream: str, client_order_id: str) -> list[dict
 
 async def _read_events(nc: NATS, stream: str, client_order_id: str) -> list[dict[str, Any]]:
     last = (await stream_info(nc, stream)).state.last_seq
-    sub = await nc.jetstream(timeout=2).subscribe("tws.orders.>", ordered_consumer=True,
+    sub = await nc.jetstream(timeout=2).subscribe("_TWSBUS.tws.orders.>", ordered_consumer=True,
                                                   stream=stream)
     events: list[dict[str, Any]] = []
     try:

@@ -9,17 +9,11 @@ import pytest
 from daemonstack import Stack
 from nats.aio.client import Client
 
-from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
-
 
 @pytest.fixture(scope="module")
 def stack() -> Iterator[Stack]:
-    with NatsServer() as ns, SimulatorThread(tick_interval=0.05) as sim:
-        daemon = DaemonProcess(ns.url, sim.port).start()
-        try:
-            yield Stack(ns, sim, daemon)
-        finally:
-            daemon.stop()
+    with Stack.running(tick_interval=0.05) as stack:
+        yield stack
 
 
 @pytest.fixture

@@ -1,14 +1,8 @@
-"""The processes a daemon test runs against (named apart from conftest)."""
+"""The processes a daemon test runs against (named apart from conftest): the one stack
+definition, ``twsbus.testing.Stack``."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from twsbus.testing import Stack
 
-from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
-
-
-@dataclass
-class Stack:
-    nats: NatsServer
-    sim: SimulatorThread
-    daemon: DaemonProcess
+__all__ = ["Stack"]

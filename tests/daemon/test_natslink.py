@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -140,6 +141,23 @@ def test_sigterm_stops_a_daemon_that_never_reached_nats() -> None:
             daemon.proc.wait(0.05)
     assert deadline_log in daemon.log()
     assert daemon.stop(timeout=20) == 0, daemon.log()
+
+
+def test_sigterm_stops_a_daemon_whose_nats_went_away() -> None:
+    """NATS was up, then died: nats-py reconnects for ever and the watch waited on it, so the
+    daemon logged "shutting down" and never exited (SIGKILL after 15 s). Now it exits 0."""
+    with SimulatorThread() as sim:
+        ns = NatsServer().start()
+        daemon = DaemonProcess(ns.url, sim.port).start()
+        ns.stop()  # gone for good
+        for _ in range(200):  # the daemon has noticed (nats-py is reconnecting)
+            if "NATS disconnected" in daemon.log():
+                break
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                assert daemon.proc is not None
+                daemon.proc.wait(0.05)
+        assert "NATS disconnected" in daemon.log()
+        assert daemon.stop(signal.SIGTERM) == 0, daemon.log()[-2000:]
 
 
 def test_a_second_daemon_on_the_same_prefix_refuses_to_start() -> None:

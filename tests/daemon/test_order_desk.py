@@ -9,6 +9,7 @@ the simulator's control endpoint is TWS's side of the story (``GET /orders`` is 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import json
 import signal
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +22,7 @@ from nats.aio.msg import Msg
 from natsreq import ask
 from waiting import wait_until
 
-from twsbus.orders.journal import names
+from twsbus.orders.journal import names, stored
 from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
 
 IBM = {"conId": 8314}
@@ -190,14 +191,68 @@ async def test_a_resting_order_that_fills_later_publishes_status_exec_and_commis
     assert [e["status"] for e in mine if e["type"] == "status"][-1] == "Filled"
     assert all(e["clientOrderId"] == "rest-1" and e["permId"] == placed.data["permId"]
                and e["reconciled"] is False for e in mine)
-    # ...and the stream kept them, under the same subject.
+    # ...and the stream kept them, in the daemon's namespace, republished on the same subject.
     stream, _ = names("tws")
     js = nc.jetstream()
-    sub = await js.subscribe(subject, ordered_consumer=True)
+    sub = await js.subscribe(stored(subject), ordered_consumer=True)
     kept = [json.loads((await sub.next_msg(timeout=5)).data) for _ in mine]
     await sub.unsubscribe()
     assert [e["seq"] for e in kept] == [e["seq"] for e in mine]
-    assert (await js.stream_info(stream)).config.subjects == ["tws.orders.>"]
+    config = (await js.stream_info(stream)).config
+    assert config.subjects == ["_TWSBUS.tws.orders.>"]
+    assert config.republish is not None and config.republish.dest == "tws.orders.>"
+
+
+async def test_the_order_history_op_replays_the_stream_by_filter_since_and_limit(
+        nc: Client, ostack: OrderStack) -> None:
+    """tws.req.orders with "events": the stream's events of an account / strategy / order,
+    each with its stream sequence, from a sequence, a time or "new", in pages of ``limit``;
+    the republished live copy carries the same sequence."""
+    live = await record(nc)
+    copies: list[Msg] = []
+
+    async def keep(msg: Msg) -> None:
+        copies.append(msg)
+
+    await nc.subscribe("tws.orders.*.hist.*", cb=keep)
+    started = datetime.datetime.now(datetime.UTC).isoformat()
+    placed = [await ask(nc, "place_order", {**body(f"hist-{i}"), "strategy": "hist"})
+              for i in range(2)]
+    subjects = [p.data["subject"] for p in placed]
+    await wait_until(lambda: all(any(e["type"] == "commission" for e in live.of(s))
+                                 for s in subjects), 10, "both filled, commissions in")
+
+    async def history(**request: Any) -> dict[str, Any]:
+        reply = await ask(nc, "orders", {"events": True, **request})
+        assert reply.code == 0, reply
+        answer: dict[str, Any] = reply.data
+        return answer
+
+    everything = await history(strategy="hist")
+    assert not everything["more"] and everything["last_seq"] >= everything["events"][-1]["seq"]
+    seqs = [e["seq"] for e in everything["events"]]
+    assert seqs == sorted(seqs) and {e["subject"] for e in everything["events"]} == set(subjects)
+    await wait_until(lambda: len(copies) >= len(seqs), 5, "the live copies")
+    assert [(json.loads(m.data), int((m.headers or {})["Nats-Sequence"])) for m in copies] == [
+        (e["event"], e["seq"]) for e in everything["events"]]
+    one = await history(orderId=placed[1].data["orderId"], account=placed[1].data["account"])
+    assert [e["subject"] for e in one["events"]] == [subjects[1]] * len(one["events"])
+    assert (await history(strategy="hist", since=started))["events"] == everything["events"]
+    assert (await history(strategy="hist", since=seqs[2]))["events"] == everything["events"][2:]
+    pages, since = [], 1
+    while True:
+        page = await history(strategy="hist", since=since, limit=3)
+        pages += page["events"]
+        if not page["more"]:
+            break
+        assert len(page["events"]) == 3
+        since = page["events"][-1]["seq"] + 1
+    assert pages == everything["events"]
+    now = await history(strategy="hist", since="new")
+    assert now["events"] == [] and now["last_seq"] >= seqs[-1]
+    for bad in ({"since": "yesterday"}, {"all": True}, {"limit": 1001}, {"strategy": "a b.c"}):
+        assert (await ask(nc, "orders", {"events": True, **bad})).code == 400, bad
+    assert (await ask(nc, "orders", {"since": 1})).code == 400  # events only
 
 
 async def test_a_manual_tws_order_appears_on_the_no_strategy_subject(

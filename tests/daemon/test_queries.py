@@ -145,10 +145,13 @@ async def test_market_rule_of_every_valid_exchange_is_the_instruments_rule(
     assert data["priceIncrements"][0]["increment"] == details["minTick"]
 
 
-async def test_head_timestamp_is_the_first_day_of_data_at_the_open(nc: Client) -> None:
+async def test_head_timestamp_is_the_first_day_of_data_at_the_open(nc: Client,
+                                                                   stack: Stack) -> None:
     data = await ok(nc, "head_timestamp", {"contract": AAPL})
-    # 12 Dec 1980 09:30 New York (EST) is 14:30 UTC, printed in UTC as TWS does.
-    assert data == {"headTimestamp": h_history.HEAD_DATES[AAPL_ID] + "-14:30:00"}
+    # 12 Dec 1980 09:30 New York (EST) is 14:30 UTC, printed in UTC as TWS does: with a Z
+    # from server version 214 (MIN_SERVER_VER_ADD_Z_SUFFIX_TO_UTC_DATE_TIME).
+    z = "Z" if stack.status()["tws"]["serverVersion"] >= 214 else ""
+    assert data == {"headTimestamp": h_history.HEAD_DATES[AAPL_ID] + "-14:30:00" + z}
     epoch = await ok(nc, "head_timestamp", {"contract": AAPL, "formatDate": 2})
     assert int(epoch["headTimestamp"]) == h_history.parse_time(
         h_history.HEAD_DATES[AAPL_ID] + " 09:30:00", "US/Eastern")

@@ -84,17 +84,55 @@ async def test_nats_restart_is_survived() -> None:
             await asyncio.sleep(0.2)
 
 
-def test_sigterm_shuts_down_in_order_and_exits_0() -> None:
+#: 8 stocks x (ticks, 5-s bars) and 3 tick-by-tick streams: 19 cancels at shutdown, which at
+#: 45 messages/s take about 0.3 s past the pacing burst.
+STOCKS = (265598, 272093, 8314, 76792991, 3691937, 4815747, 208813719, 756733)
+TBT_TYPES = ("Last", "AllLast", "BidAsk")
+CANCELS = ("CANCEL_MKT_DATA", "CANCEL_REAL_TIME_BARS", "CANCEL_TICK_BY_TICK_DATA")
+
+
+async def test_sigterm_shuts_down_in_order_and_exits_0() -> None:
+    """Shutdown order: every stream's `closed` status, then every cancel reaches TWS (paced,
+    however long that takes), then TWS is closed and the last status says so; exit 0."""
     with NatsServer() as ns, SimulatorThread() as sim:
         daemon = DaemonProcess(ns.url, sim.port).start()
-        assert daemon.stop(signal.SIGTERM) == 0
+        nc = await nats.connect(ns.url)
+        seen: list[tuple[str, dict]] = []
+
+        async def on_msg(msg: nats.aio.msg.Msg) -> None:
+            seen.append((msg.subject, json.loads(msg.data)))
+
+        await nc.subscribe("tws.>", cb=on_msg)
+        subjects = []
+        bodies = [(kind, {"contract": {"conId": c}}) for c in STOCKS for kind in ("ticks", "bars")]
+        bodies += [("tbt", {"contract": {"conId": STOCKS[0]}, "tickType": t}) for t in TBT_TYPES]
+        for kind, body in bodies:
+            reply = json.loads((await nc.request(f"tws.sub.{kind}", json.dumps(body).encode(),
+                                                 timeout=15)).data)
+            assert "subject" in reply, (kind, body, reply)
+            subjects.append(reply["subject"])
+        before = sim.control.state()["requests"]
+        cancels_before = sum(before.get(name, 0) for name in CANCELS)
+
+        assert await asyncio.to_thread(daemon.stop, signal.SIGTERM) == 0
         log = daemon.log()
-        assert "shutting down" in log
-        assert "Traceback" not in log
-        # the TWS connection is closed: the simulator has no client left
-        deadline = time.monotonic() + 5
-        while sim.control.state()["clients"] and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert "shutting down" in log and "Traceback" not in log
+        await nc.flush()
+        after = sim.control.state()["requests"]
+        cancels = sum(after.get(name, 0) for name in CANCELS)
+        assert cancels - cancels_before == len(subjects)  # every cancel reached TWS
+
+        closed_at = {}
+        for i, (subject, body) in enumerate(seen):
+            if subject in subjects and body.get("type") == "status" and \
+                    body.get("state") == "closed":
+                closed_at[subject] = i
+        assert set(closed_at) == set(subjects)  # every stream said it closed
+        statuses = [i for i, (subject, _) in enumerate(seen) if subject == "tws.status"]
+        last = seen[statuses[-1]][1]
+        assert last["tws"]["state"] != "ready"  # the last word: TWS is closed
+        assert statuses[-1] > max(closed_at.values())  # ... said after the streams closed
+        await nc.close()
         assert sim.control.state()["clients"] == []
 
 

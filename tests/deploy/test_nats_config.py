@@ -23,6 +23,7 @@ from twsbus.deploy import (
     client_permissions,
     nats_server_conf,
     password_env,
+    permissions,
 )
 from twsbus.subjects import SUBJECTS_FILE, OpClass, surface
 from twsbus.testing import NatsServer, nats_server_binary
@@ -51,13 +52,23 @@ def test_orders_and_global_cancel_need_their_roles() -> None:
     assert "tws.req.positions" not in market.publish
     assert "tws.sub.pnl" not in market.publish
     assert "tws.req.current_time" in market.publish
-    assert "$JS.API.CONSUMER.CREATE.TWSBUS_ORDERS_TWS" not in market.publish
+    assert "tws.req.orders" not in market.publish
+
+
+def test_no_client_role_gets_any_jetstream_or_the_stream_namespace() -> None:
+    """A client allowed any JetStream API could have the stream pushed onto any subject (or
+    answered onto one); the daemon serves order history instead."""
+    perms = permissions(surface())
+    for role in CLIENT_ROLES:
+        grants = perms[role].publish + perms[role].subscribe
+        assert [g for g in grants if g.startswith(("$JS", "$KV", "_TWSBUS", ">"))] == [], role
+    assert "_TWSBUS.tws.orders.>" in perms[Role.DAEMON].publish
 
 
 def test_prefix_reaches_subjects_inboxes_and_the_order_stream() -> None:
     text = nats_server_conf(surface("tws.paper"))
     assert '"tws.paper.req.place_order"' in text
-    assert '"$JS.API.CONSUMER.CREATE.TWSBUS_ORDERS_TWS_PAPER"' in text
+    assert '"_TWSBUS.tws.paper.orders.>"' in text and '"$KV.twsbus_orders_tws_paper.>"' in text
     assert '"tws.req.' not in text
     assert '"_INBOX_market.>"' in text
 

@@ -14,7 +14,7 @@ def drain(q: HistQueue, start: float, until: float) -> list[tuple[float, str]]:
     while now <= until:
         for item in q.due(now):
             out.append((now, item.requester))
-            q.done(item)  # answered at once
+            q.done(item, now)  # answered at once
         nxt = q.next_time(now)
         if nxt is None:
             break
@@ -73,7 +73,7 @@ def test_open_requests_are_capped_until_one_is_done() -> None:
     items = [q.submit("a", i, i, 1, now=0.0) for i in range(3)]
     granted = q.due(0.0)
     assert len(granted) == 2 and q.next_time(0.0) is None  # held by the open limit
-    q.done(granted[0])
+    q.done(granted[0], 0.0)
     assert q.due(0.0) == [items[2]]
 
 
@@ -82,7 +82,9 @@ def test_earliest_tells_a_caller_how_long_before_its_request_could_go() -> None:
     q.due(0.0)
     item = q.submit("a", "same", "c", 1, now=0.0)
     assert q.due(0.0) == [item]
-    assert q.earliest("same", "c", 1, now=3.0) == 15.0
+    assert q.earliest("same", "c", 1, now=3.0) == 18.0  # if it finished now
+    q.done(item, 1.0)
+    assert q.earliest("same", "c", 1, now=3.0) == 16.0
     assert q.earliest("other", "c", 1, now=3.0) == 3.0
 
 
@@ -124,3 +126,46 @@ async def test_the_pacer_grants_in_turn_and_refuses_what_cannot_meet_its_deadlin
         assert order == ["b"] and pacer.stats()["refused"] == 1
     finally:
         runner.cancel()
+
+
+def test_the_rules_count_from_when_a_request_finished_not_when_it_was_granted() -> None:
+    """A granted request may wait in the outbound queue before TWS sees it: only its answer
+    bounds when it arrived, so the window and the gap run from there."""
+    q = HistQueue(HistRules(window=10, window_max=1, identical_gap=5))
+    first = q.submit("a", "x", "x", 1, now=0.0)
+    assert q.due(0.0) == [first]
+    second = q.submit("b", "y", "y", 1, now=0.0)
+    assert q.due(30.0) == [] and q.next_time(30.0) is None  # still open: wait for it
+    q.done(first, 3.0)
+    assert q.next_time(3.0) == 13.0  # ten seconds after it finished
+    assert q.due(13.0) == [second]
+    q.done(second, 13.5)
+    assert q.earliest("y", "y", 1, now=14.0) == 23.5
+
+
+def test_a_bid_ask_request_is_not_starved_by_weight_one_requests_filling_the_window() -> None:
+    q = HistQueue(HistRules(window=10, window_max=4))
+    for i in range(3):
+        q.submit("light", ("l", i), ("l", i), 1, now=0.0)
+    assert len(drain(q, 0.0, 0.0)) == 3  # one unit of the window left
+    q.submit("heavy", "bidask", "b", 2, now=0.5)
+    for i in range(3, 20):
+        q.submit("light", ("l", i), ("l", i), 1, now=0.5)
+    sent = drain(q, 0.5, 100.0)
+    # The heavy request keeps its turn: the freed unit is not handed to the light queue.
+    assert sent[0] == (10.0, "heavy")
+
+
+def test_a_request_shared_by_a_small_requester_goes_at_its_turn_not_the_big_ones() -> None:
+    q = HistQueue(HistRules(window=10, window_max=2))
+    for i in range(6):
+        q.submit("big", ("s", i), ("s", i), 1, now=0.0)
+    assert q.join(("s", 5), "small")  # small asks for big's last series: coalesced
+    assert not q.join(("s", 99), "small")  # nothing queued to join
+    assert q.queued == 6
+    first = q.due(0.0)
+    # The window takes two: big's first, then small's turn, which is big's last series.
+    assert [item.identity for item in first] == [("s", 0), ("s", 5)]
+    for item in first:
+        q.done(item, 0.0)
+    assert len(drain(q, 0.0, 100.0)) == 4 and q.queued == 0

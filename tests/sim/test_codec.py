@@ -10,6 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from ibapi import order_condition as oc
 from ibapi.contract import Contract
 from ibapi.decoder import Decoder
 from ibapi.execution import ExecutionFilter
@@ -17,6 +18,7 @@ from ibrecorder import IBClient, Recorder
 from orderkit import ACCOUNT, IBAPI_10, make_order, next_id, status_of, stock
 
 from twsbus.sim import codec, wire
+from twsbus.sim.msgids import ToClient
 from twsbus.testing import SimulatorThread
 
 pytestmark = pytest.mark.skipif(not IBAPI_10, reason="ibapi 9.81 has no protobuf")
@@ -114,10 +116,18 @@ def _decoded(version: int, frame: bytes) -> list[Any]:
         decoder.processProtoBuf(frame[4:], msg_id - codec.PROTOBUF_MSG_ID)
     else:
         decoder.interpret(tuple(frame[4:].split(b"\0")[:-1]), msg_id)
-    return [(name, _plain(args)) for name, args in rec.calls if not name.endswith("ProtoBuf")]
+    calls = [(name, _plain(args)) for name, args in rec.calls if not name.endswith("ProtoBuf")]
+    # IB's protobuf decoder hands smartComponents a {bit: (exchange, letter)} map, its text
+    # decoder a list of SmartComponent objects (the daemon's callbacks make them one shape).
+    return [(name, [args[0], [{"bitNumber": bit, "exchange": ex, "exchangeLetter": letter}
+                              for bit, (ex, letter) in args[1].items()]])
+            if name == "smartComponents" and isinstance(args[1], dict) else (name, args)
+            for name, args in calls]
 
 
-def test_protobuf_replies_decode_as_their_text_form(monkeypatch: pytest.MonkeyPatch) -> None:
+def _record(monkeypatch: pytest.MonkeyPatch, scenario: Any,
+            **options: Any) -> dict[int, list[tuple[Any, bytes, bytes]]]:
+    """Run ``scenario`` against a simulator at the highest version; every reply in both forms."""
     sent: dict[int, list[tuple[Any, bytes, bytes]]] = {}
     encode = codec.encode
 
@@ -129,18 +139,142 @@ def test_protobuf_replies_decode_as_their_text_form(monkeypatch: pytest.MonkeyPa
         return encode(version, fields)
 
     monkeypatch.setattr(codec, "encode", recording)
-    with SimulatorThread(tick_interval=0.05, max_version=codec.MAX_VERSION) as sim:
+    with SimulatorThread(tick_interval=0.05, max_version=codec.MAX_VERSION, **options) as sim:
         ib = IBClient().start(sim.port)
         try:
-            _scenario(ib)
+            scenario(ib)
         finally:
             ib.stop()
+    return sent
+
+
+def _check(sent: dict[int, list[tuple[Any, bytes, bytes]]]) -> list[int]:
     proto_ids = [m for m in sent if codec.is_protobuf(codec.MAX_VERSION, m)]
-    assert {5, 10, 11, 17, 59, 99, 101} <= set(proto_ids), sorted(proto_ids)
-    assert len(proto_ids) >= 40, sorted(proto_ids)
     for msg_id in proto_ids:
         for fields, text, proto in sent[msg_id][:40]:
             assert int.from_bytes(proto[:4], "big") == msg_id + codec.PROTOBUF_MSG_ID
             expected = _decoded(codec.MAX_VERSION, text)
             assert expected, fields
             assert _decoded(codec.MAX_VERSION, proto) == expected, fields
+    return proto_ids
+
+
+def test_protobuf_replies_decode_as_their_text_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    proto_ids = _check(_record(monkeypatch, _scenario))
+    assert {5, 10, 11, 17, 59, 99, 101} <= set(proto_ids), sorted(proto_ids)
+    assert len(proto_ids) >= 40, sorted(proto_ids)
+
+
+def _reference_scenario(ib: IBClient) -> None:
+    ib.reqMktDepthExchanges()
+    ib.rec.wait_for("mktDepthExchanges")
+    ib.reqMktDepth(1, stock(), 3, True, [])
+    ib.reqMktDepth(2, stock("MSFT"), 3, False, [])
+    ib.rec.wait_for("updateMktDepthL2", count=8)
+    ib.rec.wait_for("updateMktDepth", count=8)
+    ib.cancelMktDepth(1, True)
+    ib.cancelMktDepth(2, False)
+    ib.reqNewsProviders()
+    ib.rec.wait_for("newsProviders")
+    ib.reqHistoricalNews(3, 265598, "BRFG+DJNL", "", "", 3, [])
+    (_, _, provider, article_id, _), = ib.rec.wait_for("historicalNews")[:1]
+    ib.rec.wait_for("historicalNewsEnd")
+    ib.reqNewsArticle(4, provider, article_id, [])
+    ib.rec.wait_for("newsArticle")
+    ib.reqMatchingSymbols(5, "AAP")
+    ib.rec.wait_for("symbolSamples")
+    ib.reqSecDefOptParams(6, "AAPL", "", "STK", 265598)
+    ib.rec.wait_for("securityDefinitionOptionParameterEnd")
+    for rule in (26, 32):
+        ib.reqMarketRule(rule)
+    ib.rec.wait_for("marketRule", count=2)
+    ib.reqSmartComponents(7, "a60001")
+    ib.rec.wait_for("smartComponents")
+    ib.reqFamilyCodes()
+    ib.rec.wait_for("familyCodes")
+    ib.reqSoftDollarTiers(8)
+    ib.rec.wait_for("softDollarTiers")
+    ib.reqUserInfo(9)
+    ib.rec.wait_for("userInfo")
+    ib.reqScannerParameters()
+    ib.rec.wait_for("scannerParameters")
+    ib.reqFundamentalData(10, stock(), "ReportSnapshot", [])
+    ib.rec.wait_for("fundamentalData")
+    option = Contract()
+    option.symbol, option.secType, option.exchange, option.currency = "AAPL", "OPT", "SMART", "USD"
+    option.lastTradeDateOrContractMonth, option.strike, option.right = "20270115", 190.0, "C"
+    option.multiplier = "100"
+    ib.calculateImpliedVolatility(11, option, 12.5, 190.0, [])
+    ib.rec.wait_for("tickOptionComputation")
+    ib.reqHistogramData(12, stock(), True, "1 week")
+    ib.rec.wait_for("histogramData")
+    for req_id, what in ((13, "TRADES"), (14, "BID_ASK"), (15, "MIDPOINT")):
+        ib.reqHistoricalTicks(req_id, stock(), "", "", 5, what, 1, True, [])
+    ib.rec.wait_for("historicalTicksLast")
+    ib.rec.wait_for("historicalTicksBidAsk")
+    ib.rec.wait_for("historicalTicks")
+    ib.reqHistoricalData(16, stock(), "20261120 16:00:00 US/Eastern", "1 W", "1 day",
+                         "SCHEDULE", 1, 1, False, [])
+    ib.rec.wait_for("historicalSchedule")
+
+
+def test_reference_replies_decode_as_their_text_form(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Depth, news, reference data, option computations and the historical lists: every one the
+    scenario makes goes as protobuf at 225 and decodes as its text form does."""
+    proto_ids = set(_check(_record(monkeypatch, _reference_scenario)))
+    T = ToClient
+    wanted = {T.MKT_DEPTH_EXCHANGES, T.MARKET_DEPTH, T.MARKET_DEPTH_L2, T.NEWS_PROVIDERS,
+              T.HISTORICAL_NEWS, T.HISTORICAL_NEWS_END, T.NEWS_ARTICLE, T.SYMBOL_SAMPLES,
+              T.SECURITY_DEFINITION_OPTION_PARAMETER, T.SECURITY_DEFINITION_OPTION_PARAMETER_END,
+              T.MARKET_RULE, T.SMART_COMPONENTS, T.FAMILY_CODES, T.SOFT_DOLLAR_TIERS,
+              T.USER_INFO, T.SCANNER_PARAMETERS, T.FUNDAMENTAL_DATA, T.TICK_OPTION_COMPUTATION,
+              T.HISTOGRAM_DATA, T.HISTORICAL_TICKS, T.HISTORICAL_TICKS_BID_ASK,
+              T.HISTORICAL_TICKS_LAST, T.HISTORICAL_SCHEDULE}
+    assert wanted <= proto_ids, sorted(wanted - proto_ids)
+
+
+def _conditions() -> list[Any]:
+    price = oc.Create(oc.OrderCondition.Price)
+    price.conId, price.exchange, price.isMore, price.price, price.triggerMethod = \
+        265598, "SMART", True, 150.25, 2
+    at = oc.Create(oc.OrderCondition.Time)
+    at.isMore, at.time, at.isConjunctionConnection = False, "20261231 15:00:00 US/Eastern", False
+    margin = oc.Create(oc.OrderCondition.Margin)
+    margin.isMore, margin.percent = True, 30
+    execution = oc.Create(oc.OrderCondition.Execution)
+    execution.secType, execution.exchange, execution.symbol = "STK", "SMART", "MSFT"
+    volume = oc.Create(oc.OrderCondition.Volume)
+    volume.conId, volume.exchange, volume.isMore, volume.volume = 272093, "SMART", True, 100000
+    change = oc.Create(oc.OrderCondition.PercentChange)
+    change.conId, change.exchange, change.isMore, change.changePercent = \
+        265598, "SMART", False, 2.5
+    return [price, at, margin, execution, volume, change]
+
+
+def _conditions_scenario(ib: IBClient) -> None:
+    from ibapi.order_cancel import OrderCancel  # 10.x only
+
+    oid = next_id(ib)
+    order = make_order("BUY", 10, "LMT", lmt=1.0, conditions=_conditions(),
+                       conditionsIgnoreRth=True)
+    ib.placeOrder(oid, stock(), order)
+    status_of(ib, oid, "Submitted")
+    ib.reqOpenOrders()
+    ib.rec.wait_for("openOrderEnd")
+    ib.cancelOrder(oid, OrderCancel())
+    status_of(ib, oid, "Cancelled")
+    ib.reqCompletedOrders(False)
+    ib.rec.wait_for("completedOrdersEnd")
+
+
+def test_order_conditions_travel_in_the_protobuf_orders(monkeypatch: pytest.MonkeyPatch) -> None:
+    """All six kinds of order condition, read from a protobuf placeOrder and sent back in the
+    protobuf openOrder and completedOrder, decode as their text forms do."""
+    sent = _record(monkeypatch, _conditions_scenario)
+    _check(sent)
+    for msg_id in (ToClient.OPEN_ORDER, ToClient.COMPLETED_ORDER):
+        assert sent.get(msg_id), msg_id
+        (_, text, _), *_ = sent[msg_id]
+        (name, args), = _decoded(codec.MAX_VERSION, text)
+        order = args[2] if name == "openOrder" else args[1]
+        assert len(order["conditions"]) == 6, order["conditions"]  # all six kinds went in

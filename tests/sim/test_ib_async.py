@@ -107,7 +107,8 @@ async def test_streaming_ticks_update_the_ticker(ib: Any, sim: SimulatorThread) 
     q = quote(sim, MSFT)
     assert (ticker.bid, ticker.ask, ticker.last) == (q.bid, q.ask, q.last)
     assert (ticker.bidSize, ticker.askSize) == (q.bid_size, q.ask_size)
-    assert ticker.volume == q.volume and ticker.high == q.high and ticker.low == q.low
+    # ib_async negotiates 178: a US stock's volume comes in lots of 100 before version 220
+    assert ticker.volume == q.volume / 100 and ticker.high == q.high and ticker.low == q.low
     assert ticker.close == q.close
     assert all(0 < b < a for b, a, _ in seen if not math.isnan(b) and not math.isnan(a))
     assert sim.call(lambda s: [sub for sess in s.sessions

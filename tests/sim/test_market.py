@@ -8,7 +8,6 @@ shows up as a missing or garbled callback.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
 
@@ -16,6 +15,7 @@ import pytest
 from ibapi.contract import Contract
 from ibapi.server_versions import MAX_CLIENT_VER
 from ibrecorder import IBClient
+from waiting import poll
 
 from twsbus.testing import SimulatorThread
 
@@ -38,14 +38,6 @@ def by_id(con_id: int, exchange: str = "SMART") -> Contract:
 
 def on_grid(price: float, tick: float = 0.01) -> bool:
     return price > 0 and abs(price / tick - round(price / tick)) < 1e-6
-
-
-def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise TimeoutError("condition not met")
-        time.sleep(0.02)
 
 
 def subs(sim: SimulatorThread, kind: str) -> dict[str, int]:
@@ -94,7 +86,7 @@ def test_prices_follow_the_simulated_market(sim: SimulatorThread, ib: IBClient) 
     ib.reqMktData(1, by_id(AAPL), "", False, False, [])
     ib.rec.wait_for("tickPrice", lambda a: a[1] == 4, count=5)
     ib.cancelMktData(1)
-    wait_until(lambda: not subs(sim, "mkt_data"))
+    poll(lambda: not subs(sim, "mkt_data"))
     time.sleep(0.2)  # what was written before the cancel lands
     last = {a[1]: a[2] for a in ticks(ib, 1)}
     q = sim.call(lambda s: (s.market.quote(AAPL).bid, s.market.quote(AAPL).ask,
@@ -164,7 +156,7 @@ def test_line_limit_gives_101_and_starts_nothing(sim: SimulatorThread, ib: IBCli
     assert not ticks(ib, 14) and not ticks(ib, 14, "tickReqParams")
     assert sum(subs(sim, "mkt_data").values()) == 3
     ib.cancelMktData(11)  # a freed line can be used again
-    wait_until(lambda: sum(subs(sim, "mkt_data").values()) == 2)
+    poll(lambda: sum(subs(sim, "mkt_data").values()) == 2)
     ib.reqMktData(15, stock("TSLA"), "", False, False, [])
     ib.rec.wait_for("tickPrice", lambda a: a[0] == 15)
 
@@ -194,7 +186,7 @@ def test_tick_by_tick_all_types(sim: SimulatorThread, ib: IBClient) -> None:
     assert sum(subs(sim, "tbt").values()) == 4
     for req_id in (21, 22, 23, 24):
         ib.cancelTickByTickData(req_id)
-    wait_until(lambda: not subs(sim, "tbt"))
+    poll(lambda: not subs(sim, "tbt"))
     assert_quiet(ib, "tickByTickBidAsk", 23)
 
 
@@ -216,7 +208,7 @@ def test_real_time_bars(sim: SimulatorThread, ib: IBClient) -> None:
     assert l1 <= min(o1, c1) <= max(o1, c1) <= h1 and all(on_grid(p) for p in (o1, h1, l1, c1))
     assert v1 > 0 and n1 > 0 and l1 <= float(w1) <= h1
     ib.cancelRealTimeBars(31)
-    wait_until(lambda: not subs(sim, "rt_bars"))
+    poll(lambda: not subs(sim, "rt_bars"))
 
 
 def test_real_time_bars_bad_size_is_refused(ib: IBClient) -> None:
@@ -261,7 +253,7 @@ def test_smart_depth_is_l2_and_consistent(sim: SimulatorThread, ib: IBClient) ->
     assert sorted((a[4], a[1]) for a in first[:10]) == [(s, p) for s in (0, 1) for p in range(5)]
     ib.rec.wait_for("updateMktDepthL2", lambda a: a[3] == 1, count=5)
     ib.cancelMktDepth(41, True)
-    wait_until(lambda: not subs(sim, "depth"))
+    poll(lambda: not subs(sim, "depth"))
     time.sleep(0.2)
     check_book(ticks(ib, 41, "updateMktDepthL2"), smart=True)
     assert_quiet(ib, "updateMktDepthL2", 41)
@@ -271,7 +263,7 @@ def test_exchange_depth_is_l1(sim: SimulatorThread, ib: IBClient) -> None:
     ib.reqMktDepth(42, by_id(AAPL, "ISLAND"), 3, False, [])
     ib.rec.wait_for("updateMktDepth", lambda a: a[2] == 1, count=3)
     ib.cancelMktDepth(42, False)
-    wait_until(lambda: not subs(sim, "depth"))
+    poll(lambda: not subs(sim, "depth"))
     time.sleep(0.2)  # a book is only consistent between ticks: check it at rest
     assert not ib.rec.of("updateMktDepthL2")
     check_book(ticks(ib, 42, "updateMktDepth"), smart=False)
@@ -362,7 +354,7 @@ def test_keep_up_to_date_streams_until_cancelled(sim: SimulatorThread, ib: IBCli
     assert last.low <= last.close <= last.high and on_grid(last.close)
     assert subs(sim, "hist_bars") == {str(AAPL): 1}
     ib.cancelHistoricalData(57)
-    wait_until(lambda: not subs(sim, "hist_bars"))
+    poll(lambda: not subs(sim, "hist_bars"))
     assert_quiet(ib, "historicalDataUpdate", 57)
 
 
@@ -424,14 +416,16 @@ def test_blast_delivers_exactly_n_ticks_then_the_end_marker(
     ib.rec.wait_for("tickString", lambda a: a[1] == 45)
     ib.rec.clear()
     n = 25_000
-    assert sim.control.post("/blast", conId=AAPL, count=n) == {"sessions": 1, "count": n}
+    assert sim.control.post("/blast", conId=AAPL, count=n) == {"sessions": 1, "count": n,
+                                                                 "kind": "ticks"}
     ib.rec.wait_for("tickString", lambda a: a[2] == "blast-end", timeout=60)
     prices = ticks(ib, 71)
     assert len(prices) == n
     assert {a[1] for a in prices} == {1, 2} and all(on_grid(a[2]) for a in prices)
     sizes = ticks(ib, 71, "tickSize")
     assert len(sizes) == n and all(isinstance(a[2], Decimal | int) for a in sizes)
-    assert sim.control.post("/blast", conId=ES, count=5) == {"sessions": 0, "count": 5}
+    assert sim.control.post("/blast", conId=ES, count=5) == {"sessions": 0, "count": 5,
+                                                              "kind": "ticks"}
 
 
 def test_pace_sends_rate_ticks_each_a_price_and_its_send_time_in_nanoseconds(
@@ -445,8 +439,8 @@ def test_pace_sends_rate_ticks_each_a_price_and_its_send_time_in_nanoseconds(
     started = time.time_ns()
     state = sim.control.post("/pace", conIds=[AAPL, ES], rate=2000, seconds=0.5)
     assert state["count"] == 1000 and state["conIds"] == 2
-    wait_until(lambda: not sim.control.call("GET", "/pace")["running"], timeout=10)
-    wait_until(lambda: sum(len(ticks(ib, r, "tickString")) for r in (72, 73)) == 1000)
+    poll(lambda: not sim.control.call("GET", "/pace")["running"], timeout=10)
+    poll(lambda: sum(len(ticks(ib, r, "tickString")) for r in (72, 73)) == 1000)
     for req_id in (72, 73):  # round-robin: 500 each, BID alternating between two grid prices
         prices = ticks(ib, req_id)
         stamps = [int(a[2]) for a in ticks(ib, req_id, "tickString") if a[1] == 45]

@@ -6,6 +6,8 @@ clock: no event loop, no sleeps.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from twsbus.errors import BudgetExhausted
@@ -129,3 +131,48 @@ def test_tickets_say_what_became_of_their_messages() -> None:
     assert repr(sent) == "<Ticket reqA WRITTEN>"
     assert repr(kept) == "<Ticket reqB WITHDRAWN>"
     assert repr(sender) == "<PacedSender queued=0 peak=2 sent=1 withdrawn=1>"
+
+
+async def test_drained_waits_for_the_last_queued_message_not_a_fixed_time() -> None:
+    """Shutdown's cancels: ``drained`` returns once the last one is written, however long the
+    pacing takes (issue #13: it used to be a fixed 0.1 s, which 4 cancels at 45/s outlast)."""
+    sender, written, clock = _sender(burst=1)
+    for i in range(4):
+        sender.send(f"cancel {i}".encode())
+    waiter = asyncio.ensure_future(sender.drained())
+    while sender.queued:
+        assert not waiter.done()  # messages still wait
+        clock.now += max(sender.pump(), 1e-6)
+        await asyncio.sleep(0)  # let the waiter run, if it may
+    await asyncio.wait_for(waiter, 1)
+    assert written == [f"cancel {i}".encode() for i in range(4)]
+    idle = asyncio.ensure_future(sender.drained())  # nothing queued: at once
+    await asyncio.wait_for(idle, 1)
+
+
+async def test_drained_is_not_done_while_a_message_waits() -> None:
+    sender, written, _ = _sender(burst=1)  # one token: the second message waits for ever
+    sender.send(b"a")
+    sender.send(b"b")
+    sender.pump()
+    waiter = asyncio.ensure_future(sender.drained())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not waiter.done() and written == [b"a"]
+    sender.attach(None)  # the connection went: what waited is discarded, nothing waits now
+    await asyncio.wait_for(waiter, 1)
+
+
+def test_statistics_is_a_frozen_snapshot_of_the_counters() -> None:
+    sender, _, _ = _sender(burst=1, max_queue=2)
+    ticket = _request(sender, "a")
+    _request(sender, "b")
+    with pytest.raises(BudgetExhausted):
+        sender.send(b"c")
+    sender.pump()  # "a" goes out; "b" waits for a token
+    sender.withdraw(ticket)  # too late: already written
+    stats = sender.statistics()
+    assert (stats.current, stats.peak, stats.sent, stats.refused, stats.withdrawn) == \
+        (1, 2, 1, 1, 0)
+    sender.attach(None)
+    assert sender.statistics().discarded == 1 and stats.discarded == 0  # a snapshot

@@ -7,7 +7,7 @@ subscription: ordering, inbox, seq checks), ``keeper`` (lease renewal and re-sub
 ``orders`` (placing, the order handle and the order-event feed).
 """
 
-from twsbus.client.client import KIND_PARAMS, Client, PositionsSubscription
+from twsbus.client.client import Client, PositionsSubscription
 from twsbus.client.contracts import (
     ContractLike,
     forex,
@@ -31,11 +31,13 @@ from twsbus.client.events import (
     PnLSingle,
     Portfolio,
     Position,
+    Scan,
     StreamMessage,
     StreamStatus,
     Tick,
     TickByTick,
 )
+from twsbus.client.link import KIND_PARAMS
 from twsbus.client.orders import (
     OrderEvent,
     OrderFeed,
@@ -71,6 +73,7 @@ __all__ = [
     "Portfolio",
     "Position",
     "PositionsSubscription",
+    "Scan",
     "StreamClosed",
     "StreamMessage",
     "StreamStatus",

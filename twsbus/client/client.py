@@ -1,31 +1,23 @@
 """``Client``: the asyncio face of a twsbus daemon on a caller's NATS connection.
 
-It owns the wire: query requests (``tws.req.<op>``, errors raised as the classes of
-``twsbus.errors``), subscription requests (``tws.sub.<kind>``, ``tws.req.snapshot``), renewals and
-releases, and the prediction of a subscription's data subject (a conId from contract details, the
-account from managed accounts) so a ``Subscription`` can listen before it subscribes. It owns one
-long-lived task, the ``LeaseKeeper``, and listens to ``tws.status`` to notice daemon restarts.
+What users call: typed queries (``QueryMethods``), subscriptions of every kind, orders. The wire
+is the ``Link``'s (``link.py``: requests, leases, data-subject prediction, NATS errors translated
+once); the ``LeaseKeeper`` (``keeper.py``) renews leases and re-subscribes lost ones, following the
+daemon's ``tws.status``; ``Subscription`` (``stream.py``) depends on those two, not on this class.
 Orders (``place``, ``order``, ``orders``, ``order_view``) are ``OrderLink``'s (``orders.py``).
-NATS failures are translated here, once: no responder or a broken connection is
-``NotConnected``, no answer in time is ``Timeout``.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
 from collections.abc import Generator, Mapping
 from typing import Any
 
-import msgspec
-import nats.errors
 from nats.aio.client import Client as NATS
-from nats.aio.msg import Msg
-from nats.aio.subscription import Subscription as NatsSubscription
 
 from twsbus.client.contracts import ContractLike, to_contract
 from twsbus.client.keeper import LeaseKeeper
+from twsbus.client.link import Link
 from twsbus.client.orders import (
     ATTEMPTS,
     OrderFeed,
@@ -35,31 +27,14 @@ from twsbus.client.orders import (
     handle_of,
 )
 from twsbus.client.queries import QueryMethods
-from twsbus.client.stream import Granted, Subscription
-from twsbus.errors import NotConnected, NotFound, Timeout, TwsBusError, parse_error
-from twsbus.messages import Contract, LeasesReply, TagValue
+from twsbus.client.stream import Subscription
+from twsbus.errors import NotConnected, NotFound
+from twsbus.messages import TagValue
 from twsbus.orders.events import OrderRecord
 from twsbus.orders.model import Order
 from twsbus.subjects import Surface, surface
 
 log = logging.getLogger("twsbus.client")
-
-#: Each kind's parameters and the daemon's defaults (twsbus/service/streams.py; a test keeps the
-#: two equal). ``tickType`` and ``barSize`` are part of the data subject.
-KIND_PARAMS: dict[str, dict[str, Any]] = {
-    "ticks": {"genericTickList": ""},
-    "tbt": {"tickType": "Last", "numberOfTicks": 0, "ignoreSize": False},
-    "bars": {"whatToShow": "TRADES", "useRTH": False},
-    "hist_bars": {"barSize": "5 mins", "durationStr": "1 D", "whatToShow": "TRADES", "useRTH": 1},
-    "depth": {"numRows": 10, "isSmartDepth": False},
-    "pnl": {"account": "", "modelCode": ""},
-    "pnl_single": {"account": "", "modelCode": ""},
-    "account": {"account": ""},
-    "positions": {"account": ""},
-}
-
-_QUERY_MARGIN = 2.0  # NATS waits this much longer than the daemon's own query timeout
-_DAEMON_TIMEOUT = 10.0  # the daemon's default query timeout
 
 
 class Client(QueryMethods):
@@ -74,22 +49,17 @@ class Client(QueryMethods):
     def __init__(self, nc: NATS, prefix: str = "tws", renew_every: float | None = None, *,
                  ttl: float = 30.0, request_timeout: float | None = None,
                  queue_size: int = 1000, recover_timeout: float | None = None) -> None:
-        self._nc = nc
         self.prefix = prefix
         self.ttl = ttl
         self.request_timeout = request_timeout
         self.queue_size = queue_size
         self.surface: Surface = surface(prefix)
-        self._keeper = LeaseKeeper(self, renew_every, recover_timeout)
-        self._task: asyncio.Task[None] | None = None
-        self._status_sub: NatsSubscription | None = None
-        self._con_ids: dict[bytes, int] = {}
-        self._account: str | None = None
-        self._closed = False
-        self._orders = OrderLink(nc, self.surface, self._ask)
+        self._link = Link(nc, self.surface, request_timeout)
+        self._keeper = LeaseKeeper(self._link, ttl, renew_every, recover_timeout)
+        self._orders = OrderLink(nc, self.surface, self._link.ask)
 
     def __repr__(self) -> str:
-        state = "closed" if self._closed else "open" if self._task else "new"
+        state = "closed" if self._link.closed else "open" if self._keeper.started else "new"
         return (f"<Client {self.prefix} {state} leases={len(self._keeper.subs)} "
                 f"recovering={len(self._keeper.recovering)} renewals={self._keeper.renewals}>")
 
@@ -108,70 +78,38 @@ class Client(QueryMethods):
 
     async def start(self) -> None:
         """Start the lease keeper and listen to the daemon's status (idempotent)."""
-        if self._closed:
+        if self._link.closed:
             raise NotConnected("this twsbus Client is closed")
-        if self._task is not None:
-            return
-        self._task = asyncio.get_running_loop().create_task(self._keeper.run(),
-                                                             name="twsbus-lease-keeper")
-        self._status_sub = await self._nc.subscribe(self.surface.subject("status"),
-                                                    cb=self._on_status)
+        await self._keeper.start()
 
     async def close(self) -> None:
         """Release every lease in one ``tws.unsub`` and end every subscription."""
-        if self._closed:
+        if self._link.closed:
             return
-        self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        self._link.closed = True
+        await self._keeper.stop()
         subs = list(self._keeper.subs)
         leases = [s.lease for s in subs if s.lease]
         for sub in subs:
             sub.lease = None
             sub._end(None, discard=True)
         if leases:
-            await self._release(leases)
+            await self._link.release(leases)
         for sub in subs:
             await sub._unlisten()
         await self._orders.close()
-        if self._status_sub is not None:
-            with contextlib.suppress(Exception):
-                await self._status_sub.unsubscribe()
-
-    async def _on_status(self, msg: Msg) -> None:
-        try:
-            epoch = msgspec.json.decode(msg.data).get("epoch")
-        except (msgspec.DecodeError, AttributeError):
-            return
-        if isinstance(epoch, str):
-            self._keeper.daemon_epoch(epoch)
 
     # ---- queries -----------------------------------------------------------------------------
 
     async def request(self, op: str, /, **args: Any) -> Any:
         """Any query by name: ``await bus.request("current_time")``; ``timeout=`` is the daemon's
-        query timeout. Contracts may be given as anything ``ContractLike``."""
-        timeout = args.get("timeout")
-        spec = self.surface.queries.get(op)
-        if spec is not None:
-            for arg in spec.args:
-                value = args.get(arg.name)
-                if value is None:
-                    continue
-                if arg.type_name == "contract":
-                    args[arg.name] = to_contract(value)
-                elif arg.type_name == "tag_list" and isinstance(value, dict):
-                    args[arg.name] = [TagValue(str(k), str(v)) for k, v in value.items()]
-        wait = (timeout or self.request_timeout or _DAEMON_TIMEOUT) + _QUERY_MARGIN
-        return await self._ask(self.surface.query_subject(op), msgspec.json.encode(args), wait)
+        query timeout. Contracts may be given as anything ``ContractLike``; an op subjects.yaml
+        does not have is a 404 at once."""
+        return await self._link.request(op, **args)
 
     async def status(self) -> dict[str, Any]:
         """The daemon's own state (``tws.req.status``)."""
-        reply: dict[str, Any] = await self._ask(self.surface.subject("status_request"), b"{}",
-                                                5.0)
-        return reply
+        return await self._link.status()
 
     # ---- orders (twsbus.client.orders) ------------------------------------------------------
 
@@ -222,7 +160,8 @@ class Client(QueryMethods):
         spec = self.surface.subscriptions.get(kind)
         if contract is None and spec is not None and "{conId}" in spec.data:
             raise ValueError(f"a {kind} subscription needs a contract")
-        return cls(self, kind, to_contract(contract) if contract is not None else None,
+        return cls(self._link, self._keeper, kind,
+                   to_contract(contract) if contract is not None else None,
                    {k: v for k, v in params.items() if v is not None}, ttl=ttl or self.ttl,
                    maxsize=queue_size or self.queue_size)
 
@@ -281,6 +220,24 @@ class Client(QueryMethods):
         """Account values, portfolio and time (reqAccountUpdates)."""
         return self._make(Subscription, "account", None, {"account": account}, ttl, queue_size)
 
+    def scanner(self, scanCode: str = "TOP_PERC_GAIN", locationCode: str = "STK.US.MAJOR", *,
+                instrument: str | None = None, numberOfRows: int | None = None,
+                abovePrice: float | None = None, belowPrice: float | None = None,
+                aboveVolume: int | None = None, marketCapAbove: float | None = None,
+                marketCapBelow: float | None = None, stockTypeFilter: str | None = None,
+                scannerSubscriptionFilterOptions: list[TagValue] | None = None,
+                ttl: float | None = None, queue_size: int | None = None) -> Subscription:
+        """A market scanner (reqScannerSubscription) on ``tws.scanner.<scanCode>.<location>``:
+        ``Scan`` messages, each the whole ranked list of ``rows`` after a scan. Filters left
+        None (or 0) are unset; TWS allows 10 scanners at once (429 past the daemon's budget)."""
+        return self._make(Subscription, "scanner", None, {
+            "scanCode": scanCode, "locationCode": locationCode, "instrument": instrument,
+            "numberOfRows": numberOfRows, "abovePrice": abovePrice, "belowPrice": belowPrice,
+            "aboveVolume": aboveVolume, "marketCapAbove": marketCapAbove,
+            "marketCapBelow": marketCapBelow, "stockTypeFilter": stockTypeFilter,
+            "scannerSubscriptionFilterOptions": scannerSubscriptionFilterOptions},
+            ttl, queue_size)
+
     def positions(self, account: str = "", *, ttl: float | None = None,
                   queue_size: int | None = None,
                   timeout: float | None = None) -> PositionsSubscription:
@@ -291,105 +248,6 @@ class Client(QueryMethods):
                                                 {"account": account}, ttl, queue_size)
         sub.query_timeout = timeout
         return sub
-
-    # ---- the wire (for Subscription and LeaseKeeper) -------------------------------------------
-
-    async def _ask(self, subject: str, payload: bytes, timeout: float) -> Any:
-        try:
-            msg = await self._nc.request(subject, payload, timeout=timeout)
-        except nats.errors.NoRespondersError as exc:
-            raise NotConnected(f"no twsbus daemon answers on {subject}") from exc
-        except nats.errors.TimeoutError as exc:
-            raise Timeout(f"no answer on {subject} within {timeout:g}s") from exc
-        except nats.errors.Error as exc:
-            raise NotConnected(f"NATS: {exc!r}") from exc
-        headers = msg.headers or {}
-        code = headers.get("Nats-Service-Error-Code")
-        if code:
-            err = parse_error(msg.data) or parse_error(msgspec.json.encode({"error": {
-                "code": int(code), "message": headers.get("Nats-Service-Error", "")}}))
-            raise err or TwsBusError(headers.get("Nats-Service-Error", f"error {code}"))
-        try:
-            return msgspec.json.decode(msg.data) if msg.data else None
-        except msgspec.DecodeError as exc:
-            raise TwsBusError(f"{subject}: the reply is not JSON: {exc}") from None
-
-    async def _grant(self, kind: str, body: bytes) -> Granted:
-        reply = await self._ask(self.surface.subject("subscribe", kind=kind), body,
-                                _DAEMON_TIMEOUT + _QUERY_MARGIN)
-        return msgspec.convert(reply, Granted)
-
-    async def _snapshot(self, subject: str) -> Granted:
-        reply = await self._ask(self.surface.subject("snapshot"),
-                                msgspec.json.encode({"subject": subject}), 5.0)
-        return msgspec.convert(reply, Granted)
-
-    async def _renew(self, leases: list[str]) -> LeasesReply:
-        timeout = min(5.0, max(self._keeper.period, 1.0))
-        reply = await self._ask(self.surface.subject("renew"),
-                                msgspec.json.encode({"leases": leases}), timeout)
-        return msgspec.convert(reply, LeasesReply)
-
-    async def _release(self, leases: list[str]) -> None:
-        """Best effort: a lease that cannot be released expires after its ttl anyway."""
-        try:
-            await self._ask(self.surface.subject("unsubscribe"),
-                            msgspec.json.encode({"leases": leases}), 2.0)
-        except TwsBusError as exc:
-            log.info("could not release %d lease(s): %s", len(leases), exc)
-
-    async def _daemon_epoch(self) -> str | None:
-        try:
-            return str((await self.status())["epoch"])
-        except (TwsBusError, KeyError, TypeError):
-            return None
-
-    async def _data_subject(self, kind: str, contract: Contract | None, params: dict[str, Any]
-                            ) -> tuple[Contract | None, dict[str, Any], str | None]:
-        """The subject the daemon will publish on (None when it cannot be known in advance:
-        the subscription then listens after the reply and takes a snapshot)."""
-        await self.start()
-        spec = self.surface.subscriptions.get(kind)
-        if spec is None:
-            return contract, params, None
-        defaults = KIND_PARAMS.get(kind, {})
-        tokens: dict[str, Any] = {}
-        if "{conId}" in spec.data:
-            con_id = await self._con_id(contract) if contract is not None else None
-            if con_id is None:
-                return contract, params, None
-            tokens["conId"] = con_id
-        if "{account}" in spec.data:
-            account = params.get("account") or await self._default_account()
-            if not account:
-                return contract, params, None
-            params = {**params, "account": account}
-            tokens["account"] = account
-        for name in ("tickType", "barSize"):
-            if "{" + name + "}" in spec.data:
-                tokens[name] = params.get(name) or defaults.get(name, "")
-        subject = self.surface.data_subject(kind, **tokens)
-        return contract, params, subject
-
-    async def _con_id(self, contract: Contract) -> int | None:
-        if contract.conId:
-            return contract.conId
-        key = msgspec.json.encode(contract)
-        if key not in self._con_ids:
-            details = await self.contract_details(contract)
-            if len(details) != 1:
-                return None  # ambiguous: the daemon's refusal lists the candidates
-            self._con_ids[key] = int(details[0]["contract"]["conId"])
-        return self._con_ids[key]
-
-    async def _default_account(self) -> str | None:
-        if self._account is None:
-            listed = (await self.managed_accounts()).get("accountsList", "")
-            accounts = [a.strip() for a in str(listed).split(",") if a.strip()]
-            if len(accounts) != 1:
-                return None
-            self._account = accounts[0]
-        return self._account
 
 
 class PositionsSubscription(Subscription):
@@ -402,7 +260,7 @@ class PositionsSubscription(Subscription):
         return self._query().__await__()
 
     async def _query(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self._client.request(
+        rows: list[dict[str, Any]] = await self._link.request(
             "positions", **({"timeout": self.query_timeout} if self.query_timeout else {}))
         account = self.params.get("account")
         return [r for r in rows if not account or r.get("account") == account]

@@ -149,6 +149,14 @@ class Position(StreamMessage, frozen=True, kw_only=True, tag="position"):
     """position: account, contract, position, avgCost."""
 
 
+class Scan(StreamMessage, frozen=True, kw_only=True, tag="scan"):
+    """A market scanner's whole ranked list after a scan: ``rows`` (rank, contract, ...)."""
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self.data.get("rows", []))
+
+
 class StreamStatus(StreamMessage, frozen=True, kw_only=True, tag="status"):
     """The stream's health as the daemon publishes it, in order with the data."""
 
@@ -163,7 +171,7 @@ class Other(StreamMessage, frozen=True, kw_only=True, tag="other"):
 _BY_TYPE: dict[str, type[StreamMessage]] = {
     str(cls.__struct_config__.tag): cls
     for cls in (Tick, TickByTick, Bar, Depth, PnL, PnLSingle, AccountValue, Portfolio,
-                AccountTime, Position)
+                AccountTime, Position, Scan)
 }
 
 

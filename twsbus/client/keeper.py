@@ -14,15 +14,21 @@ with that error; only ``NotConnected`` and ``Timeout`` are worth retrying.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING
+
+import msgspec
 
 from twsbus.client.stream import StreamClosed, Subscription, SubState
 from twsbus.errors import NotConnected, Timeout, TwsBusError
 
 if TYPE_CHECKING:
-    from twsbus.client.client import Client
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription as NatsSubscription
+
+    from twsbus.client.link import Link
 
 log = logging.getLogger("twsbus.client")
 
@@ -31,9 +37,10 @@ _BACKOFF_FIRST, _BACKOFF_MAX = 0.2, 2.0
 
 
 class LeaseKeeper:
-    def __init__(self, client: Client, renew_every: float | None,
+    def __init__(self, link: Link, default_ttl: float, renew_every: float | None,
                  recover_timeout: float | None) -> None:
-        self._client = client
+        self._link = link
+        self.default_ttl = default_ttl
         self.renew_every = renew_every
         self.recover_timeout = recover_timeout
         self.subs: set[Subscription] = set()
@@ -45,6 +52,8 @@ class LeaseKeeper:
         self._status_epoch: str | None = None
         self.renewals = 0
         self.renew_failures = 0
+        self._task: asyncio.Task[None] | None = None
+        self._status_sub: NatsSubscription | None = None
 
     def __repr__(self) -> str:
         return (f"<LeaseKeeper leases={len(self.subs)} recovering={len(self.recovering)} "
@@ -54,7 +63,7 @@ class LeaseKeeper:
     def period(self) -> float:
         if self.renew_every is not None:
             return self.renew_every
-        ttls = [s.ttl for s in self.subs] or [self._client.ttl]
+        ttls = [s.ttl for s in self.subs] or [self.default_ttl]
         return max(min(ttls) / 3, 0.05)
 
     # ---- what subscriptions and the client report ---------------------------------------------
@@ -91,6 +100,37 @@ class LeaseKeeper:
 
     # ---- the task ----------------------------------------------------------------------------
 
+    @property
+    def started(self) -> bool:
+        return self._task is not None
+
+    async def start(self) -> None:
+        """Run the keeper and follow the daemon's ``tws.status`` (idempotent)."""
+        if self._task is not None:
+            return
+        self._task = asyncio.get_running_loop().create_task(self.run(),
+                                                            name="twsbus-lease-keeper")
+        self._status_sub = await self._link.listen(self._link.surface.subject("status"),
+                                                   self._on_status)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._status_sub is not None:
+            with contextlib.suppress(Exception):
+                await self._status_sub.unsubscribe()
+
+    async def _on_status(self, msg: Msg) -> None:
+        try:
+            epoch = msgspec.json.decode(msg.data).get("epoch")
+        except (msgspec.DecodeError, AttributeError):
+            return
+        if isinstance(epoch, str):
+            self.daemon_epoch(epoch)
+
     async def run(self) -> None:
         while True:
             now = time.monotonic()
@@ -104,7 +144,7 @@ class LeaseKeeper:
                 pass
             self._wake.clear()
             now = time.monotonic()
-            if self._client._nc.is_closed:  # nothing can be renewed or recovered any more
+            if self._link.nats_closed:  # nothing can be renewed or recovered any more
                 for sub in list(self.subs):
                     sub._fail(NotConnected("the NATS connection is closed"))
                 return
@@ -123,7 +163,7 @@ class LeaseKeeper:
             self._next_renew = time.monotonic() + self.period
             return
         try:
-            reply = await self._client._renew(list(held))
+            reply = await self._link.renew(list(held), min(5.0, max(self.period, 1.0)))
         except TwsBusError as exc:
             self.renew_failures += 1
             retry = min(self._backoff, self.period / 2)
@@ -154,7 +194,7 @@ class LeaseKeeper:
             return
         try:
             if sub.check_closed:
-                running = await self._client._daemon_epoch()
+                running = await self._link.daemon_epoch()
                 if running is not None and running == sub.epoch:
                     sub._fail(StreamClosed(f"{sub.subject} closed: {sub.reason}",
                                            subject=sub.subject or "", reason=sub.reason))

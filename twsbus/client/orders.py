@@ -3,40 +3,30 @@
 ``OrderLink`` owns the order side of the wire for one ``Client``: ``tws.req.place_order`` and
 ``tws.req.cancel_order`` (sent again after a NATS timeout or while no daemon answers, with the same
 ``clientOrderId``: the daemon's journal makes a repeated place a no-op answered ``duplicate``),
-``tws.req.orders`` (the journal's view) and JetStream ordered consumers on the order stream.
+``tws.req.orders`` (the journal's view) and the order-event feeds (``orderfeed.py``).
 
 ``OrderHandle`` is one order as a strategy holds it: its identity, its last known state (from the
-daemon's answers and from the events it has read), ``filled()`` / ``done()``, ``events()``,
-``modify()`` and ``cancel()``. ``OrderFeed`` reads the order stream (``bus.orders(...)`` and
-``OrderHandle.events()``): it replays from a stream sequence, a time or the start, then follows
-live through one nats-py ordered consumer, which re-creates itself from the last sequence it
-delivered when it misses heartbeats or a message, so the seam has no gap; the feed also drops
-anything at or below the last stream sequence it yielded, so nothing comes twice. Its buffer is
-nats-py's pending queue (``pending_msgs_limit``), kept small by the consumer's flow control.
+daemon's answers and from the events it has read), ``filled()`` / ``done()``, ``events()``
+(an ``OrderFeed`` on the order's subject, from its first event), ``modify()`` and ``cancel()``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime
 import logging
 import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
-from typing import Any, Literal
+from typing import Any
 
 import msgspec
 import nats.errors
-import nats.js.errors
 from nats.aio.client import Client as NATS
-from nats.js import api
 
 from twsbus.client.contracts import ContractLike, to_contract
-from twsbus.client.feed import Feed
+from twsbus.client.orderfeed import OrderFeed, OrderUpdate, Since
 from twsbus.errors import BadRequest, Conflict, NotConnected, Timeout, TwsBusError
 from twsbus.messages import Contract
 from twsbus.orders.events import FINAL, UNKNOWN, OrderEvent, OrderRecord, PlaceReply
-from twsbus.orders.journal import names
 from twsbus.orders.model import CancelOrder, Order, PlaceOrder, as_order, order_fields
 from twsbus.subjects import Surface, token
 
@@ -47,14 +37,7 @@ ATTEMPTS = 3
 #: The daemon's own default wait for a place's first answer, and NATS's margin over it.
 DESK_TIMEOUT = 10.0
 _MARGIN = 2.0
-#: The ordered consumer's idle heartbeat: two missed in a row and it re-creates itself.
-HEARTBEAT = 2.0
-
-#: Where a feed starts: a stream sequence, a time, ``None`` (all the stream keeps) or ``"new"``.
-Since = int | datetime.datetime | Literal["new"] | None
 Ask = Callable[[str, bytes, float], Awaitable[Any]]
-
-_decode_event = msgspec.json.Decoder(OrderEvent).decode
 
 
 def new_client_order_id(strategy: str | None = None) -> str:
@@ -74,15 +57,6 @@ class OrderNotFilled(TwsBusError):
         self.order = order
 
 
-class OrderUpdate(msgspec.Struct, frozen=True):
-    """One item of ``bus.orders(...)``: the event and where it sits in the order stream. Keep
-    ``stream_seq`` and resume with ``bus.orders(..., since=stream_seq + 1)``."""
-
-    stream_seq: int
-    subject: str
-    event: OrderEvent
-
-
 class OrderLink:
     """The order side of the wire for one Client (the handle and the feeds talk to this)."""
 
@@ -90,7 +64,6 @@ class OrderLink:
         self.nc = nc
         self.surface = surface
         self.ask = ask
-        self.stream = names(surface.prefix)[0]
         self.retries = 0  # requests sent again after a NATS timeout or no responders
         self.feeds: set[OrderFeed] = set()
 
@@ -166,7 +139,10 @@ class OrderLink:
 
     def feed(self, subject: str, since: Since = None,
              match: Callable[[OrderEvent], bool] | None = None) -> OrderFeed:
-        return OrderFeed(self, subject, since, match)
+        feed = OrderFeed(self.nc, self.ask, self.surface.subject("orders_request"), subject,
+                         since, match, on_close=self.feeds.discard)
+        self.feeds.add(feed)
+        return feed
 
     def subject(self, account: str | None, strategy: str | None, order_id: str = "*") -> str:
         """The order-event subject for an account and a strategy (``*`` for any)."""
@@ -174,172 +150,9 @@ class OrderLink:
             "order_events", account=token(account, "account") if account else "*",
             strategy=token(strategy, "strategy") if strategy else "*", orderId=order_id)
 
-    async def consume(self, subject: str, since: Since) -> tuple[Any, int]:
-        """An ordered push consumer on ``subject`` and the first stream sequence wanted."""
-        js = self.nc.jetstream(timeout=5)
-        try:
-            start = await self._start_seq(js, subject, since)
-            policy = (api.DeliverPolicy.ALL if start <= 1 else
-                      api.DeliverPolicy.BY_START_SEQUENCE)
-            config = api.ConsumerConfig(opt_start_seq=start if start > 1 else None)
-            sub = await js.subscribe(subject, stream=self.stream, ordered_consumer=True,
-                                     deliver_policy=policy, config=config,
-                                     idle_heartbeat=HEARTBEAT)
-        except (TimeoutError, nats.errors.Error) as exc:
-            raise self._js_error(exc) from exc
-        return sub, start
-
-    async def _start_seq(self, js: Any, subject: str, since: Since) -> int:
-        # nats-py's ordered consumer restarts from a sequence, so a time or "new" is turned into
-        # one here, once (a restart would otherwise replay from the start or be refused).
-        if since is None:
-            return 1
-        if since == "new":
-            info = await js.stream_info(self.stream)
-            return int(info.state.last_seq) + 1
-        if isinstance(since, datetime.datetime):
-            when = since.astimezone(datetime.UTC)
-            probe = await js.add_consumer(self.stream, api.ConsumerConfig(
-                deliver_policy=api.DeliverPolicy.BY_START_TIME, opt_start_time=when,
-                filter_subject=subject, ack_policy=api.AckPolicy.NONE, mem_storage=True,
-                inactive_threshold=10.0))
-            try:
-                return int(probe.delivered.stream_seq) + 1
-            finally:
-                try:
-                    await js.delete_consumer(self.stream, probe.name)
-                except nats.errors.Error as exc:  # it expires by itself anyway
-                    log.debug("could not delete consumer %s: %r", probe.name, exc)
-        if isinstance(since, int) and not isinstance(since, bool) and since >= 0:
-            return max(since, 1)
-        raise ValueError(f"since: a stream sequence (int >= 0), a datetime, 'new' or None, "
-                         f"not {since!r}")
-
-    def _js_error(self, exc: BaseException) -> TwsBusError:
-        if isinstance(exc, nats.js.errors.NotFoundError):
-            return NotConnected(f"the order stream {self.stream} does not exist: no twsbus "
-                                "daemon with JetStream has run on this prefix")
-        if isinstance(exc, (nats.errors.NoRespondersError,
-                            nats.js.errors.ServiceUnavailableError)):
-            return NotConnected("JetStream does not answer on this NATS server (orders need "
-                                "nats-server -js)")
-        if isinstance(exc, (nats.errors.TimeoutError, asyncio.TimeoutError)):
-            return Timeout("JetStream did not answer in time")
-        return NotConnected(f"JetStream: {exc!r}")
-
     async def close(self) -> None:
         for feed in list(self.feeds):
             await feed.aclose()
-
-
-class OrderFeed(Feed[OrderUpdate]):
-    """Order events from the stream, replayed from ``since`` and then followed live.
-
-    ``async for update in feed`` yields ``OrderUpdate``s (the stream sequence, the subject and
-    the ``OrderEvent``); ``async with feed:`` keeps the consumer open across several loops.
-    ``last_seq`` is the stream sequence of the last update yielded."""
-
-    def __init__(self, link: OrderLink, subject: str, since: Since,
-                 match: Callable[[OrderEvent], bool] | None = None) -> None:
-        self._link = link
-        self.subject = subject
-        self.since = since
-        self._match = match
-        self._sub: Any = None
-        self._opening: asyncio.Future[None] | None = None
-        self._ended: asyncio.Future[None] | None = None  # done when the feed is closed
-        self._getting: asyncio.Future[Any] | None = None
-        self._floor = 1
-        self._held = False
-        self.closed = False
-        self.last_seq = 0
-        self.delivered = 0
-        self.undecodable = 0
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else "open" if self._sub is not None else "new"
-        return (f"<OrderFeed {self.subject} {state} since={self.since!r} "
-                f"last_seq={self.last_seq} delivered={self.delivered}>")
-
-    async def open(self) -> None:
-        """Create the consumer (idempotent)."""
-        if self.closed:
-            raise StopAsyncIteration
-        if self._opening is not None:
-            await asyncio.shield(self._opening)
-            return
-        loop = asyncio.get_running_loop()
-        self._opening, self._ended = loop.create_future(), loop.create_future()
-        try:
-            self._sub, self._floor = await self._link.consume(self.subject, self.since)
-            self._link.feeds.add(self)
-            self._opening.set_result(None)
-        except BaseException as exc:
-            self._opening.set_exception(exc)
-            self._opening.exception()  # retrieved: other waiters see it, nobody else must
-            raise
-
-    async def next(self) -> OrderUpdate:
-        """The next update; StopAsyncIteration once closed."""
-        await self.open()
-        while True:
-            msg = await self._receive()
-            seq = msg.metadata.sequence.stream
-            if seq < self._floor or seq <= self.last_seq:
-                continue  # before the start (a consumer restarted early), or seen already
-            self.last_seq = seq
-            try:
-                event = _decode_event(msg.data)
-            except (msgspec.DecodeError, msgspec.ValidationError) as exc:
-                self.undecodable += 1
-                log.warning("%s seq %d is not an order event: %s", msg.subject, seq, exc)
-                continue
-            if self._match is not None and not self._match(event):
-                continue
-            self.delivered += 1
-            return OrderUpdate(seq, msg.subject, event)
-
-    async def _receive(self) -> Any:
-        """The consumer's next message, or StopAsyncIteration as soon as the feed is closed. The
-        pending read outlives a cancelled ``next()``, so a message is never taken and lost."""
-        if self.closed or self._sub is None or self._ended is None:
-            raise StopAsyncIteration
-        if self._getting is None:
-            self._getting = asyncio.ensure_future(self._sub.next_msg(timeout=None))
-        getting = self._getting
-        await asyncio.wait({getting, self._ended}, return_when=asyncio.FIRST_COMPLETED)
-        if self.closed or not getting.done():
-            raise StopAsyncIteration  # closed meanwhile (aclose cancels the read)
-        self._getting = None
-        try:
-            return getting.result()
-        except (nats.errors.ConnectionClosedError, asyncio.CancelledError):
-            await self.aclose()
-            raise NotConnected("the NATS connection is closed") from None
-
-    async def aclose(self) -> None:
-        if self.closed:
-            return
-        self.closed = True
-        if self._ended is not None and not self._ended.done():
-            self._ended.set_result(None)
-        self._link.feeds.discard(self)
-        if self._getting is not None:
-            self._getting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, nats.errors.Error):
-                await self._getting
-            self._getting = None
-        sub, self._sub = self._sub, None
-        if sub is None:
-            return
-        consumer = getattr(sub, "_consumer", None)
-        try:
-            await sub.unsubscribe()
-            if consumer:  # ephemeral: it would expire by itself, this is sooner
-                await self._link.nc.jetstream(timeout=2).delete_consumer(self._link.stream,
-                                                                        consumer)
-        except (TimeoutError, nats.errors.Error) as exc:
-            log.debug("order feed %s: close: %r", self.subject, exc)
 
 
 class OrderHandle:

@@ -2,7 +2,8 @@
 
 ``OrderBoard`` folds the journal's records (``tws.req.orders``) and the order stream's events
 into one row per order and keeps the last fills; it is pure, so tests feed it records and events.
-``watch_orders`` opens the stream first (from now on) and only then asks the journal, so an event
+``watch_orders`` opens the order feed first (from now on: the stream's live copies, the daemon
+asked where "now" is; no JetStream access needed) and only then asks the journal, so an event
 that happens in between is not missed, and an event the journal's record already holds (its
 per-order ``seq`` is not past the row's) is not applied twice. On a terminal the table is redrawn
 in place (at most ten times a second, as ``twsbus sub`` does); elsewhere each event is one line.

@@ -10,17 +10,28 @@ is both this query (awaited) and the positions subscription (iterated).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twsbus.client.contracts import ContractLike
+from twsbus.errors import NotFound
 from twsbus.messages import ExecFilter, OrderCancel, TagValue
 from twsbus.orders.model import Order
+
+if TYPE_CHECKING:
+    from twsbus.subjects import Surface
 
 Obj = dict[str, Any]
 Rows = list[dict[str, Any]]
 Tags = list[TagValue] | dict[str, str]
 Filter = ExecFilter | dict[str, Any]
 Cancel = OrderCancel | dict[str, Any]
+
+
+def unknown_query(surface: Surface, op: str) -> NotFound:
+    """The 404 for an op subjects.yaml does not have, naming the ones it has. ``request`` raises
+    it before sending anything: NATS itself would only answer "no responders", which reads as
+    "no daemon" (and ``nats-py`` reports it as ``NoRespondersError``)."""
+    return NotFound(f"unknown query {op!r}; the queries are {', '.join(surface.queries)}")
 
 
 def _args(scope: dict[str, Any]) -> dict[str, Any]:
@@ -51,8 +62,9 @@ class QueryMethods:
 
     async def head_timestamp(self, contract: ContractLike, *, whatToShow: str | None = None,
                              useRTH: int | None = None, formatDate: int | None = None,
-                             timeout: float | None = None) -> Obj:
-        """reqHeadTimeStamp: the earliest data available."""
+                             cache: bool | None = None, timeout: float | None = None) -> Obj:
+        """reqHeadTimeStamp: the earliest data available (``cache=False``: ask TWS even when
+        the daemon's cache has the answer)."""
         return await self.request("head_timestamp", **_args(locals()))
 
     async def news_article(self, providerCode: str, articleId: str, *,
@@ -106,35 +118,38 @@ class QueryMethods:
 
     # ---- lists ----------------------------------------------------------------------------
 
-    async def contract_details(self, contract: ContractLike, *,
+    async def contract_details(self, contract: ContractLike, *, cache: bool | None = None,
                                timeout: float | None = None) -> Rows:
-        """reqContractDetails: every contract matching the spec."""
+        """reqContractDetails: every contract matching the spec (kept by the daemon for an hour
+        by default; ``cache=False`` asks TWS anyway)."""
         return await self.request("contract_details", **_args(locals()))
 
     async def sec_def_opt_params(self, underlyingSymbol: str, underlyingConId: int, *,
                                  futFopExchange: str | None = None,
                                  underlyingSecType: str | None = None,
-                                 timeout: float | None = None) -> Rows:
-        """reqSecDefOptParams: option chains (expirations, strikes) per exchange."""
+                                 cache: bool | None = None, timeout: float | None = None) -> Rows:
+        """reqSecDefOptParams: option chains (expirations, strikes) per exchange (``cache`` as
+        for ``contract_details``)."""
         return await self.request("sec_def_opt_params", **_args(locals()))
 
     async def historical_data(self, contract: ContractLike, *, endDateTime: str | None = None,
                               durationStr: str | None = None, barSizeSetting: str | None = None,
                               whatToShow: str | None = None, useRTH: int | None = None,
                               formatDate: int | None = None, keepUpToDate: bool | None = None,
-                              chartOptions: Tags | None = None,
+                              chartOptions: Tags | None = None, cache: bool | None = None,
                               timeout: float | None = None) -> Rows:
         """reqHistoricalData: bars (``hist_bars`` is the subscription that keeps them up to
-        date)."""
+        date). A series wholly in the past is served from the daemon's cache when it has it
+        (``cache=False`` asks TWS anyway)."""
         return await self.request("historical_data", **_args(locals()))
 
     async def historical_ticks(self, contract: ContractLike, *,
                                startDateTime: str | None = None, endDateTime: str | None = None,
                                numberOfTicks: int | None = None, whatToShow: str | None = None,
                                useRth: int | None = None, ignoreSize: bool | None = None,
-                               miscOptions: Tags | None = None,
+                               miscOptions: Tags | None = None, cache: bool | None = None,
                                timeout: float | None = None) -> Rows:
-        """reqHistoricalTicks."""
+        """reqHistoricalTicks (``cache`` as for ``historical_data``)."""
         return await self.request("historical_ticks", **_args(locals()))
 
     async def positions_multi(self, *, account: str | None = None, modelCode: str | None = None,

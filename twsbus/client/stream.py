@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from nats.aio.msg import Msg
     from nats.aio.subscription import Subscription as NatsSubscription
 
-    from twsbus.client.client import Client
+    from twsbus.client.keeper import LeaseKeeper
+    from twsbus.client.link import Link
 
 log = logging.getLogger("twsbus.client")
 
@@ -144,7 +145,7 @@ class Subscription(Feed[StreamMessage]):
     lease (unless the subscription is held open by ``async with sub``, which releases on exit).
     """
 
-    def __init__(self, client: Client, kind: str, contract: Contract | None,
+    def __init__(self, link: Link, keeper: LeaseKeeper, kind: str, contract: Contract | None,
                  params: dict[str, Any], *, ttl: float, maxsize: int) -> None:
         self.kind = kind
         self.contract = contract
@@ -163,7 +164,8 @@ class Subscription(Feed[StreamMessage]):
         self.missed = 0
         self.resubscribes = 0
         self.check_closed = False  # the keeper asks the daemon whether a `closed` is final
-        self._client = client
+        self._link = link
+        self._keeper = keeper
         self._inbox = Inbox(maxsize)
         self._nats_sub: NatsSubscription | None = None
         self._listening: str | None = None
@@ -230,18 +232,19 @@ class Subscription(Feed[StreamMessage]):
         self.state = SubState.OPENING
         self._opening = asyncio.get_running_loop().create_future()
         try:
-            self.contract, self.params, predicted = await self._client._data_subject(
+            await self._keeper.start()
+            self.contract, self.params, predicted = await self._link.data_subject(
                 self.kind, self.contract, self.params)
             if predicted:
                 await self._listen(predicted)
-            granted = await self._client._grant(self.kind, self._body())
-            if self._client._closed:
+            granted = await self._link.grant(self.kind, self._body())
+            if self._link.closed:
                 self._end(None)
             if self.state is SubState.CLOSED:  # closed while we waited
-                await self._client._release([granted.lease])
+                await self._link.release([granted.lease])
             else:
                 await self._apply(granted, resubscribed=False)
-                self._client._keeper.track(self)
+                self._keeper.track(self)
             self._opening.set_result(None)
         except BaseException as exc:
             self.state = SubState.CLOSED
@@ -257,7 +260,7 @@ class Subscription(Feed[StreamMessage]):
         lease, self.lease = self.lease, None
         self._end(None, discard=True)
         if lease:
-            await self._client._release([lease])
+            await self._link.release([lease])
         await self._unlisten()
 
     # ---- the keeper's side ----------------------------------------------------------------
@@ -270,9 +273,9 @@ class Subscription(Feed[StreamMessage]):
         return msgspec.json.encode(body)
 
     async def _resubscribe(self) -> None:
-        granted = await self._client._grant(self.kind, self._body())
+        granted = await self._link.grant(self.kind, self._body())
         if self.state is SubState.CLOSED:
-            await self._client._release([granted.lease])
+            await self._link.release([granted.lease])
             return
         self.resubscribes += 1
         await self._apply(granted, resubscribed=True)
@@ -282,7 +285,7 @@ class Subscription(Feed[StreamMessage]):
             # The daemon chose a subject we did not predict: listen there now, and take the
             # image and seq from a snapshot taken after we listen, which keeps the ordering.
             await self._listen(granted.subject)
-            snap = await self._client._snapshot(granted.subject)
+            snap = await self._link.snapshot(granted.subject)
             granted = msgspec.structs.replace(granted, seq=snap.seq, epoch=snap.epoch,
                                               image=snap.image, state=snap.state)
         self.lease, self.subject, self.epoch = granted.lease, granted.subject, granted.epoch
@@ -309,11 +312,11 @@ class Subscription(Feed[StreamMessage]):
             self.state = SubState.CLOSED
             self.error = error
             self._inbox.put_end(error)
-            self._client._keeper.untrack(self)
+            self._keeper.untrack(self)
 
     async def _listen(self, subject: str) -> None:
         await self._unlisten()
-        self._nats_sub = await self._client._nc.subscribe(subject, cb=self._on_nats)
+        self._nats_sub = await self._link.listen(subject, self._on_nats)
         self._listening = subject
 
     async def _unlisten(self) -> None:
@@ -339,10 +342,10 @@ class Subscription(Feed[StreamMessage]):
             return
         self.received += 1
         if self.state is SubState.ACTIVE and raw.get("epoch") not in (None, self.epoch):
-            self._client._keeper.recover(self)  # another daemon publishes here: it restarted
+            self._keeper.recover(self)  # another daemon publishes here: it restarted
         elif raw.get("type") == "status" and raw.get("epoch") == self.epoch and \
                 int(raw.get("seq", 0)) > self._granted_seq:  # not one the image already has
             self.health, self.reason = str(raw.get("state")), raw.get("reason")
             if self.health == "closed" and self.state is SubState.ACTIVE:
-                self._client._keeper.recover(self, check_closed=True)
+                self._keeper.recover(self, check_closed=True)
         self._inbox.put(raw)

@@ -18,7 +18,7 @@ from typing import Any, TextIO
 
 import msgspec
 
-from twsbus.client.client import KIND_PARAMS, Client
+from twsbus.client.client import Client
 from twsbus.client.contracts import to_contract
 from twsbus.client.events import (
     AccountTime,
@@ -32,12 +32,15 @@ from twsbus.client.events import (
     StreamStatus,
     TickByTick,
 )
+from twsbus.client.link import KIND_PARAMS
 from twsbus.client.stream import Subscription
 from twsbus.errors import TwsBusError
+from twsbus.subjects import surface
 
 _FIRST = ("bid", "bidSize", "ask", "askSize", "last", "lastSize", "volume", "high", "low", "open",
           "close", "time", "date", "dailyPnL", "unrealizedPnL", "realizedPnL", "pos", "value")
-_ACCOUNT_KINDS = ("pnl", "account", "positions")
+#: The kinds that take an account and no contract (their subject has no conId).
+_ACCOUNT_KINDS = tuple(k for k, spec in surface().subscriptions.items() if not spec.needs_contract)
 _CSI = "\x1b["
 
 
@@ -65,10 +68,11 @@ def parse_params(kind: str, items: list[str]) -> dict[str, Any]:
 
 def open_subscription(bus: Client, kind: str, target: str | None, params: dict[str, Any],
                       ttl: float) -> Subscription:
-    """``target`` is the contract (symbol, conId or JSON), or the account for account kinds."""
+    """``target`` is the contract (symbol, conId or JSON), or for kinds without one their first
+    subject parameter: the account (account kinds), the scan code (scanner)."""
     if kind in _ACCOUNT_KINDS:
         if target:
-            params = {"account": target, **params}
+            params = {surface().subscriptions[kind].key_params[0]: target, **params}
         return bus.subscribe(kind, None, ttl=ttl, **params)
     if not target:
         raise ValueError(f"{kind} needs a contract: a symbol (AAPL), a conId or JSON")

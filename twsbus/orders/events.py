@@ -130,13 +130,39 @@ class PlaceReply(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class OrdersRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """The body of ``tws.req.orders``: the journal's view, no TWS round trip."""
+    """The body of ``tws.req.orders``: the journal's view of orders, no TWS round trip; with
+    ``events``, the order stream's events instead (``OrderEventsReply``)."""
 
     account: str | None = None
     strategy: str | None = None
     #: Orders in a final state too (as far as the journal keeps them).
     all: bool = False
-    #: At most this many, the most recently updated first (a reply must fit NATS max_payload:
-    #: a record is about 1 KB).
-    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 500
+    #: At most this many: records, the most recently updated first (a reply must fit NATS
+    #: max_payload: a record is about 1 KB), or events, in stream order.
+    limit: Annotated[int, msgspec.Meta(ge=1, le=1000)] | None = None
     timeout: float | None = None
+    #: The order stream's events (of ``account``, ``strategy``, ``orderId``: the tokens of
+    #: ``tws.orders.<account>.<strategy>.<orderId>``), from ``since``: a stream sequence, an
+    #: ISO 8601 time, ``"new"`` (nothing yet: the reply's ``last_seq`` is where live starts) or
+    #: none (all the stream keeps).
+    events: bool = False
+    orderId: str | Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | None = None
+    since: Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)] | str | None = None
+
+
+class StoredEvent(msgspec.Struct, frozen=True):
+    """One event of the order stream: its stream sequence, its public subject, the event."""
+
+    seq: int
+    subject: str
+    event: msgspec.Raw
+
+
+class OrderEventsReply(msgspec.Struct, frozen=True):
+    """The answer of ``tws.req.orders`` with ``events``: the matching events in stream order;
+    every matching event up to ``last_seq`` (the stream's last sequence when the read began) is
+    here or, with ``more``, on a later page (ask again from the last one's ``seq`` + 1)."""
+
+    events: list[StoredEvent]
+    last_seq: int
+    more: bool

@@ -1,10 +1,19 @@
 """Where orders are kept: a JetStream stream of every order event, and a KV bucket of orders.
 
-The stream (``TWSBUS_ORDERS_<PREFIX>``, subjects ``<prefix>.orders.>``, file storage, bounded by
-age and size) keeps every event published on an order subject, so a strategy that restarts
-replays what it missed with nats-py's own JetStream consumers. Each event is published with a
+The stream (``TWSBUS_ORDERS_<PREFIX>``, file storage, bounded by age and size) keeps every order
+event. The daemon publishes them into a namespace only it may publish on or read
+(``_TWSBUS.<prefix>.orders.>``, ``stored``), and the server itself republishes each one, once
+stored and in stream order, onto the public subject ``<prefix>.orders.<account>.<strategy>.
+<orderId>`` (JetStream's RePublish) with its stream sequence in the ``Nats-Sequence`` header and
+the previous sequence of the same subject in ``Nats-Last-Sequence``: a live reader can merge it
+with a replay (the daemon's ``tws.req.orders`` with ``"events": true``, service/orderhistory.py)
+with no gap and no repeat, and no client needs JetStream's API. Each event is published with a
 ``Nats-Msg-Id`` made of TWS facts (an execution's execId, an order's status and fill), so the
-server drops a second copy inside ``duplicate_window`` whatever path it came by.
+server drops a second copy inside ``duplicate_window`` whatever path it came by (and republishes
+nothing for it).
+
+nats-server 2.9 cannot add RePublish to an existing stream: a stream made by an older twsbus
+(subjects ``<prefix>.orders.>``, no RePublish) is refused with the way out (``Unavailable``).
 
 The KV bucket (``twsbus_orders_<prefix>``) holds one ``OrderRecord`` per order, keyed by
 ``clientOrderId`` (``perm-<permId>`` for orders placed elsewhere): the ``clientOrderId -> orderId
@@ -18,8 +27,10 @@ everything but orders.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import msgspec
+import nats.js.errors
 from nats.aio.client import Client as NATS
 from nats.js import api
 from nats.js.errors import KeyWrongLastSequenceError, NoKeysError
@@ -42,6 +53,21 @@ class JournalSettings(msgspec.Struct, frozen=True, kw_only=True):
     max_bytes: int = 1024**3
     replicas: int = 1
     duplicate_window: float = 3600.0
+
+
+#: The namespace the stream's own subjects live in (the daemon's alone; clients read the
+#: republished copies on the public subjects).
+STORED = "_TWSBUS"
+
+
+def stored(subject: str) -> str:
+    """The subject an event is kept under (``tws.orders.X`` -> ``_TWSBUS.tws.orders.X``)."""
+    return f"{STORED}.{subject}"
+
+
+def public(subject: str) -> str:
+    """The public subject of a kept one (the inverse of ``stored``)."""
+    return subject.removeprefix(f"{STORED}.")
 
 
 def names(prefix: str) -> tuple[str, str]:
@@ -73,17 +99,24 @@ class Journal:
                               "need it to keep their events and journal (nats-server -js)"
                               ) from None
         config = api.StreamConfig(
-            name=stream, subjects=[f"{prefix}.orders.>"], storage=api.StorageType.FILE,
+            name=stream, subjects=[stored(f"{prefix}.orders.>")], storage=api.StorageType.FILE,
             max_age=settings.max_age, max_bytes=settings.max_bytes,
             num_replicas=settings.replicas, duplicate_window=settings.duplicate_window,
+            republish=api.RePublish(src=stored(f"{prefix}.orders.>"), dest=f"{prefix}.orders.>"),
             description="twsbus: every order event of the account")
         try:
             await js.add_stream(config)
-        except Exception:
-            await js.update_stream(config)  # exists with other limits: take the configured ones
-        kv = await js.create_key_value(api.KeyValueConfig(
-            bucket=bucket, history=1, ttl=settings.max_age, storage=api.StorageType.FILE,
-            replicas=settings.replicas, description="twsbus: clientOrderId -> orderId -> permId"))
+        except nats.js.errors.BadRequestError:  # exists: take the configured limits
+            await _check_layout(js, config)
+            await js.update_stream(config)
+        try:
+            kv = await js.create_key_value(api.KeyValueConfig(
+                bucket=bucket, history=1, ttl=settings.max_age, storage=api.StorageType.FILE,
+                replicas=settings.replicas,
+                description="twsbus: clientOrderId -> orderId -> permId"))
+        except nats.js.errors.BadRequestError:  # exists with other limits: use it as it is
+            log.warning("orders: journal %s exists with other limits; they are kept", bucket)
+            kv = await js.key_value(bucket)
         log.info("orders: stream %s, journal %s", stream, bucket)
         return cls(nc, kv, stream)
 
@@ -114,9 +147,21 @@ class Journal:
         await self.kv.purge(key)
 
     async def publish(self, subject: str, event: OrderEvent, msg_id: str) -> None:
-        ack = await self.js.publish(subject, _encode(event), timeout=5,
+        """Keep ``event`` (the server republishes it on ``subject``)."""
+        ack = await self.js.publish(stored(subject), _encode(event), timeout=5,
                                     headers={"Nats-Msg-Id": msg_id})
         if ack.duplicate:
             self.duplicates += 1
         else:
             self.published += 1
+
+
+async def _check_layout(js: Any, config: api.StreamConfig) -> None:
+    """An existing stream must have this layout: nats-server 2.9 cannot add RePublish later."""
+    have = (await js.stream_info(config.name)).config
+    if have.republish is None or have.subjects != config.subjects:
+        raise Unavailable(
+            f"the order stream {config.name} was made by an older twsbus (subjects "
+            f"{have.subjects}, no RePublish), and nats-server cannot change that in place: back "
+            f"it up (nats stream backup {config.name} DIR) and remove it (nats stream rm "
+            f"{config.name}); this daemon then makes it again")

@@ -15,17 +15,18 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
 from nats.aio.client import Client as NATS
 from nats.micro import add_service
+from nats.micro.request import Request
 from nats.micro.service import EndpointConfig, Service, ServiceConfig
 
 from twsbus import __version__
 from twsbus.config import Config
-from twsbus.errors import NotConnected, is_connection_level
+from twsbus.errors import NotConnected
 from twsbus.logs import redact
 from twsbus.messages import (
     Budget,
@@ -36,11 +37,12 @@ from twsbus.messages import (
     Status,
     SubscriptionInfo,
     TwsErrorEvent,
-    TwsState,
+    TwsLink,
 )
 from twsbus.service import bodies, systemd
 from twsbus.service.endpoints import Requests
-from twsbus.service.histpacing import HistoricalPacer
+from twsbus.service.histcache import AnswerCache
+from twsbus.service.histpacing import REPLY_HEADERS, HistoricalPacer
 from twsbus.service.leases import LeaseRegistry
 from twsbus.service.metrics import Metrics
 from twsbus.service.natslink import LinkFailed, NatsLink, find_twins
@@ -53,6 +55,7 @@ from twsbus.service.resolver import ContractResolver
 from twsbus.service.router import Router
 from twsbus.subjects import Surface, surface
 from twsbus.tws.callbacks import Event
+from twsbus.tws.codes import is_connection_level
 from twsbus.tws.session import TwsSession
 from twsbus.tws.session import TwsState as SessionState
 
@@ -75,12 +78,21 @@ class Daemon:
                                      config.query_timeout)
         self.pacer = HistoricalPacer(config.hist_rules()) if config.hist_pacing else None
         self.queries.pacer = self.pacer
+        if config.hist_cache_bytes:
+            self.queries.hist_cache = AnswerCache(config.hist_cache_bytes, config.hist_cache_age)
+        if config.ref_cache_bytes:
+            self.queries.ref_cache = AnswerCache(config.ref_cache_bytes, config.ref_cache_age)
         self.publisher = Publisher(self.epoch)
         self.resolver = ContractResolver(self.queries)
+        self.queries.qualify = self.resolver.qualify
+        self.queries.contract_info = self.resolver.resolve
         self.leases = LeaseRegistry(
             self.surface, self.session, self.router, self.publisher, self.resolver.resolve,
             epoch=self.epoch, ttl=config.lease_ttl, ttl_max=config.lease_ttl_max,
-            linger=config.linger, max_lines=config.max_lines, max_depth=config.max_depth)
+            linger=config.linger, max_lines=config.max_lines, max_depth=config.max_depth,
+            max_tbt=config.max_tbt, max_scanner=config.max_scanner)
+        self.leases.pacer = self.pacer
+        self.leases.pacer_timeout = config.query_timeout
         self.queries.upstream_in_use = self.leases.method_in_use
         self.desk = OrderDesk(self.surface, self.session, self.router, epoch=self.epoch,
                               client_id=config.client_id, guard=config.order_guard,
@@ -181,7 +193,7 @@ class Daemon:
         self.queries.fail_all(NotConnected("twsbus is shutting down"))
         self.leases.close_all("twsbus is shutting down")  # cancels TWS subscriptions
         self.publisher.flush()
-        await asyncio.sleep(0.1)  # let the paced sender write the cancels
+        await self.session.flush(timeout=5.0)  # the cancels leave at the pacing rate
         await self.session.close()
         await self._publish_status()
         await self.link.close()
@@ -235,6 +247,7 @@ class Daemon:
                       "host": socket.gethostname(), "pid": str(os.getpid())},
             stats_handler=lambda endpoint: {"epoch": self.epoch},
         ))
+        self.requests.guard_discovery(service)  # at once: no discovery reply goes anywhere
         await service.add_endpoint(EndpointConfig(
             name="status", subject=self.surface.subject("status_request"),
             handler=self.requests.handler(lambda _: self._status_reply()),
@@ -243,7 +256,8 @@ class Daemon:
         for op in self.surface.queries:
             await service.add_endpoint(EndpointConfig(
                 name=op, subject=self.surface.query_subject(op),
-                handler=self.requests.handler(desk_work.get(op) or self._query_work(op)),
+                handler=with_reply_headers(
+                    self.requests.handler(desk_work.get(op) or self._query_work(op))),
             ))
         await service.add_endpoint(EndpointConfig(
             name="orders", subject=self.surface.subject("orders_request"),
@@ -252,7 +266,7 @@ class Daemon:
         for kind in self.leases.kinds:
             await service.add_endpoint(EndpointConfig(
                 name=f"sub_{kind}", subject=self.surface.subject("subscribe", kind=kind),
-                handler=self.requests.handler(self._subscribe_work(kind)),
+                handler=with_reply_headers(self.requests.handler(self._subscribe_work(kind))),
             ))
         for name, work in (("renew", self._renew), ("unsubscribe", self._unsubscribe),
                            ("snapshot", self._snapshot)):
@@ -298,7 +312,7 @@ class Daemon:
 
     def _query_work(self, op: str) -> Any:
         async def work(body: bytes) -> Any:
-            return await self.queries.execute(op, body)
+            return await self.queries.reply(op, body)
 
         return work
 
@@ -365,29 +379,29 @@ class Daemon:
 
     def status(self) -> Status:
         s = self.session
+        out, sent = self.publisher.statistics(), s.sender.statistics()
         return Status(
             epoch=self.epoch,
-            tws=TwsState(state=s.state.value, serverVersion=s.server_version,
+            tws=TwsLink(state=s.state.value, serverVersion=s.server_version,
                          accounts=s.accounts, since=s.since, host=s.config.host,
                          port=s.config.port, clientId=s.config.client_id,
                          lastError=s.last_error, reconnects=s.reconnects,
                          nextRetryIn=s.next_retry_in, probes=s.probes),
             lines=Budget(used=self.leases.lines_used, max=self.config.max_lines),
             depth=Budget(used=self.leases.depth_used, max=self.config.max_depth),
+            scanner=Budget(used=self.leases.used("scanner"), max=self.config.max_scanner),
             subscriptions=[
                 SubscriptionInfo(kind=st.kind.name, subject=st.subject, leases=len(st.leases),
                                  state=st.health.value, conId=st.con_id)
                 for st in self.leases.streams.values()],
-            pacing=Pacing(queued=s.sender.queued, rate=s.config.pacing_rate,
-                          peak=s.sender.peak, sent=s.sender.sent,
-                          withdrawn=s.sender.withdrawn),
+            pacing=Pacing(queued=sent.current, rate=s.config.pacing_rate, peak=sent.peak,
+                          sent=sent.sent, withdrawn=sent.withdrawn),
             dropped={**self.dropped, "tws_decode_errors": s.decode_errors,
-                     "publish_buffer": self.publisher.dropped(),
-                     "publish_failed": self.publisher.failed,
-                     "tws_queue_refused": s.sender.refused,
-                     "tws_queue_discarded": s.sender.discarded},
-            historical=self.pacer.stats() if self.pacer is not None else {},
+                     "publish_buffer": out.dropped, "publish_failed": out.failed,
+                     "tws_queue_refused": sent.refused, "tws_queue_discarded": sent.discarded},
+            historical=self._historical(),
             queries={"in_flight": self.queries.in_flight, "coalesced": self.queries.coalesced,
+                     **self._reference_cache(),
                      "withdrawn": self.queries.withdrawn,
                      "refused_replies": self.requests.refused_replies,
                      "answered": self.requests.answered, "failed": self.requests.failed},
@@ -398,6 +412,19 @@ class Daemon:
                   **(self.monitor.stats() if self.monitor else {"slow_consumers": None})},
             orders=self.desk.stats(),
         )
+
+    def _historical(self) -> dict[str, Any]:
+        """IB's historical limits as kept here (window use, queue, waits) and the cache."""
+        out = self.pacer.stats() if self.pacer is not None else {"pacing": False}
+        cache = self.queries.hist_cache
+        return {**out, "cache": cache.stats() if cache is not None else {}}
+
+    def _reference_cache(self) -> dict[str, int]:
+        """Contract details and option chain parameters kept (``ref_cache_*``)."""
+        cache = self.queries.ref_cache
+        if cache is None:
+            return {}
+        return {f"cache_{k}": int(v) for k, v in cache.stats().items() if k != "max_age"}
 
     async def _status_reply(self) -> Status:
         return self.status()
@@ -413,6 +440,27 @@ class Daemon:
                 await asyncio.wait_for(self._status_changed.wait(), self.config.status_interval)
             except TimeoutError:
                 pass
+
+
+def with_reply_headers(handle: Callable[[Request], Awaitable[None]],
+                       ) -> Callable[[Request], Awaitable[None]]:
+    """Let the work behind ``handle`` put headers on its reply: a fresh ``REPLY_HEADERS`` dict
+    per request (the request's task inherits it), merged into whatever reply is sent."""
+    async def wrapped(request: Request) -> None:
+        meta: dict[str, str] = {}
+        respond = request.respond
+
+        async def respond_with(data: bytes = b"", headers: dict[str, str] | None = None) -> None:
+            await respond(data, headers={**meta, **(headers or {})} or None)
+
+        request.respond = respond_with  # type: ignore[method-assign]
+        token = REPLY_HEADERS.set(meta)
+        try:
+            await handle(request)
+        finally:
+            REPLY_HEADERS.reset(token)
+
+    return wrapped
 
 
 class TwinFound(Exception):

@@ -5,6 +5,13 @@ would hold up every other request to the same endpoint. ``Requests.handler`` ret
 runs the work in its own task, tracked so that shutdown can answer or fail what is in flight.
 Replies larger than the server's max_payload fail with 413 and a hint to narrow the request.
 
+Replies go only to reply subjects under ``reply_prefixes`` (the requesters' inboxes): the daemon
+may publish where clients may not, so a forged reply subject (a data subject, an order subject)
+would otherwise make it write there. That holds for the micro framework's own discovery
+handlers (``$SRV.PING|INFO|STATS``, which any role may ask) too: ``bind`` wraps them (their
+subscriptions' callbacks, private to nats-py, checked when bound). A refused request is answered
+nowhere and counted in ``refused_replies``.
+
 Because the handler returns before the work is done, the micro framework's own endpoint stats
 would time only the task's start and never see an error. So the task keeps the books itself:
 when it has answered, it writes the endpoint's ``num_errors``, ``last_error`` and
@@ -17,12 +24,14 @@ measurement with the op and the result code.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
+from nats.aio.msg import Msg
 from nats.micro.request import Request
 from nats.micro.service import Service
 
@@ -84,17 +93,43 @@ class Requests:
         return len(self._tasks)
 
     def bind(self, service: Service) -> None:
-        """Keep the books of ``service``'s endpoints (a new service starts from zero)."""
+        """Keep the books of ``service``'s endpoints (a new service starts from zero), and
+        guard its discovery handlers (``guard_discovery``)."""
+        _check(service, "_endpoints")
         self._books = {ep._subject: _Books(ep) for ep in service._endpoints}
+        self.guard_discovery(service)
+
+    def guard_discovery(self, service: Service) -> None:
+        """Make ``service``'s discovery handlers (``$SRV.PING|INFO|STATS``) refuse reply
+        subjects outside ``reply_prefixes`` as ``handler`` does (idempotent; the sooner after
+        ``add_service`` the better: until then they answer anywhere)."""
+        _check(service, "_subscriptions")
+        for sub in service._subscriptions.values():
+            if not getattr(sub._cb, "twsbus_guarded", False):
+                sub._cb = self._guarded(sub._cb)
+
+    def _guarded(self, answer: Callable[[Msg], Awaitable[None]],
+                 ) -> Callable[[Msg], Awaitable[None]]:
+        async def discovery(msg: Msg) -> None:
+            if self._allowed(msg.reply, msg.subject):
+                await answer(msg)
+
+        discovery.twsbus_guarded = True  # type: ignore[attr-defined]
+        return discovery
+
+    def _allowed(self, reply: str | None, subject: str) -> bool:
+        """May a reply go to ``reply``? Counted and logged when not."""
+        if (reply or "").startswith(self.reply_prefixes):
+            return True
+        self.refused_replies += 1  # answered nowhere, and nothing done
+        log.warning("a request on %s asked for its reply on %r: refused (replies go only to "
+                    "%s...)", subject, (reply or "")[:80], "|".join(self.reply_prefixes),
+                    extra={"subject": subject})
+        return False
 
     def handler(self, work: Work) -> Callable[[Request], Awaitable[None]]:
         async def handle(request: Request) -> None:
-            reply = request._msg.reply or ""
-            if not reply.startswith(self.reply_prefixes):
-                self.refused_replies += 1  # answered nowhere, and nothing done
-                log.warning("a request on %s asked for its reply on %r: refused (replies go "
-                            "only to %s...)", request.subject, reply[:80],
-                            "|".join(self.reply_prefixes), extra={"subject": request.subject})
+            if not self._allowed(request._msg.reply, request.subject):
                 return
             started = time.perf_counter_ns()
             task = asyncio.get_running_loop().create_task(self._answer(request, work, started))
@@ -168,3 +203,10 @@ class Requests:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending, timeout=1.0)
+
+
+def _check(service: Service, name: str) -> None:
+    """The micro framework's private parts used here are there (nats-py 2.9 to 2.16 have them)."""
+    if not hasattr(service, name):
+        raise RuntimeError(f"twsbus needs nats-py 2.9 to 2.x; nats-py "
+                           f"{importlib.metadata.version('nats-py')} has no Service.{name}")

@@ -4,9 +4,11 @@
 key, and hands out a lease with a ttl. The first lease on a key starts the TWS request; a lease
 that is released or not renewed in time drops its reference; a stream with none left lingers for
 ``linger`` seconds (a quick re-subscribe reuses it) and is then cancelled upstream. Market-data
-lines and depth requests are counted as TWS counts them and refused with 429 past the budget,
-before anything is sent. When TWS comes back after a loss, every stream still held is requested
-again with a new id; subscribers see ``stale`` then ``ok`` on the same subject, seq continuing.
+lines, depth requests, tick-by-tick and scanner subscriptions are counted as TWS counts them and
+refused with 429 past the budget, before anything is sent; ``hist_bars`` streams are sent under IB's
+historical-data limits, in turn with historical queries (``histpacing``). When TWS comes back
+after a loss, every stream still held is requested again with a new id (``hist_bars`` ones as the
+limits allow); subscribers see ``stale`` then ``ok`` on the same subject, seq continuing.
 """
 
 from __future__ import annotations
@@ -29,26 +31,29 @@ from twsbus.errors import (
     NotFound,
     TwsBusError,
     from_tws,
-    is_informational,
 )
 from twsbus.messages import Contract
 from twsbus.service import bodies
+from twsbus.service.histpacing import HistoricalPacer, Pending
+from twsbus.service.kinds import make_kinds
 from twsbus.service.publisher import Publisher
 from twsbus.service.router import Router
-from twsbus.service.streams import KINDS, Health, Kind, Stream, StreamState
+from twsbus.service.streams import Health, Kind, Stream, StreamState
 from twsbus.service.upstream import Clock, Upstream
 from twsbus.subjects import Surface, template_fields, token
+from twsbus.tws.codes import FARM_DOWN, FARM_UP, NOT_REQUEST_FAILURES, IbCode, is_informational
+from twsbus.tws.ticks import volume_scale
 
 log = logging.getLogger("twsbus.leases")
 
 Resolver = Callable[[Contract], Awaitable[dict[str, Any]]]
 
+#: How long a paced re-request after a reconnect may wait for IB's historical limits.
+MAX_REQUEST_WAIT = 3600.0
 #: How long a new stream's first subscriber waits after TWS's first data for the rest of it.
 IMAGE_SETTLE = 0.02
 #: Farm codes and the kinds they concern (None: every kind).
-_FARM_DOWN = {2103: "market", 2105: "history", 1100: None}
-_FARM_UP = {2104: "market", 2106: "history", 1102: None, 1101: None}
-_FARMS = {"market": ("ticks", "tbt", "bars", "depth"), "history": ("hist_bars",)}
+_FARMS = {"market": ("ticks", "tbt", "bars", "depth"), "history": ("hist_bars", "scanner")}
 
 
 @dataclass
@@ -75,8 +80,8 @@ class LeaseRegistry:
     def __init__(self, surface: Surface, session: Upstream, router: Router,
                  publisher: Publisher, resolver: Resolver, *, epoch: str, ttl: float = 30.0,
                  ttl_max: float = 300.0, linger: float = 5.0, max_lines: int = 100,
-                 max_depth: int = 3, confirm_window: float = 1.0,
-                 clock: Clock = time.monotonic) -> None:
+                 max_depth: int = 3, max_tbt: int = 3, max_scanner: int = 10,
+                 confirm_window: float = 1.0, clock: Clock = time.monotonic) -> None:
         self.surface = surface
         self.session = session
         self.router = router
@@ -88,13 +93,19 @@ class LeaseRegistry:
         self.linger = linger
         self.max_lines = max_lines
         self.max_depth = max_depth
+        self.max_tbt, self.max_scanner = max_tbt, max_scanner
         self.confirm_window = confirm_window
+        #: IB's historical-data limits (``histpacing``): ``hist_bars`` streams wait their turn
+        #: for at most ``pacer_timeout`` seconds (429 with retry_after past it).
+        self.pacer: HistoricalPacer | None = None
+        self.pacer_timeout = 10.0
         self.clock = clock
-        self.kinds: dict[str, Kind] = {k.name: k(publisher) for k in KINDS}
-        self.request_types = {name: _request_type(kind) for name, kind in self.kinds.items()}
+        self.kinds: dict[str, Kind] = make_kinds(publisher, surface.subscriptions)
+        self.request_types = {name: kind.spec.request_type for name, kind in self.kinds.items()}
         self.streams: dict[tuple[Any, ...], Stream] = {}
         self.leases: dict[str, Lease] = {}
         self._lock = asyncio.Lock()
+        self._pending: set[asyncio.Task[None]] = set()  # paced re-requests after a reconnect
         self.expired = 0
         self.refused = 0
 
@@ -117,24 +128,33 @@ class LeaseRegistry:
         not cancel it after their answer."""
         return any(s.kind.method == method and not s.kind.keyed for s in self.streams.values())
 
+    @property
+    def tbt_used(self) -> int:
+        return sum(s.kind.tbt for s in self.streams.values())
+
     def _check_budget(self, kind: Kind) -> None:
-        for used, cost, limit, what in ((self.lines_used, kind.lines, self.max_lines,
-                                         "market-data lines"),
-                                        (self.depth_used, kind.depth, self.max_depth,
-                                         "market-depth requests")):
-            if cost and used + cost > limit and not self._evict_lingering(kind, cost):
+        for attr, limit, what in (("lines", self.max_lines, "market-data lines"),
+                                  ("depth", self.max_depth, "market-depth requests"),
+                                  ("tbt", self.max_tbt, "tick-by-tick subscriptions"),
+                                  ("scanner", self.max_scanner, "scanner subscriptions")):
+            cost: int = getattr(kind, attr)
+            while cost and self.used(attr) + cost > limit:
+                if self._evict_lingering(attr):
+                    continue
                 self.refused += 1
                 holders = sorted(self.streams.values(), key=lambda s: -len(s.leases))
                 top = ", ".join(f"{s.subject} ({len(s.leases)} leases)" for s in holders
-                                if (s.kind.lines if what.startswith("market-data") else
-                                    s.kind.depth))[:400]
-                raise BudgetExhausted(f"{what} budget exhausted: {used}/{limit} in use by {top}")
+                                if getattr(s.kind, attr))[:400]
+                raise BudgetExhausted(f"{what} budget exhausted: {self.used(attr)}/{limit} "
+                                      f"in use by {top}")
 
-    def _evict_lingering(self, kind: Kind, cost: int) -> bool:
-        """Free a line held only by a lingering stream, oldest linger first."""
+    def used(self, attr: str) -> int:  # of one budget: lines, depth, tbt, scanner
+        return sum(getattr(s.kind, attr) for s in self.streams.values())
+
+    def _evict_lingering(self, attr: str) -> bool:
+        """Free a budget unit held only by a lingering stream, oldest linger first."""
         lingering = sorted((s for s in self.streams.values()
-                            if s.state is StreamState.LINGERING and
-                            (s.kind.lines if kind.lines else s.kind.depth)),
+                            if s.state is StreamState.LINGERING and getattr(s.kind, attr)),
                            key=lambda s: s.linger_until)
         if not lingering:
             return False
@@ -165,6 +185,8 @@ class LeaseRegistry:
                 raise BadRequest(f"{kind.name}: a contract is required")
             contract = await self.resolve(request.contract)
             params["conId"] = contract["conId"]
+            params["secType"], params["currency"] = contract.get("secType"), \
+                contract.get("currency")
             params["contract"] = Contract(conId=contract["conId"],
                                           exchange=request.contract.exchange or
                                           contract.get("exchange") or "SMART")
@@ -221,7 +243,7 @@ class LeaseRegistry:
 
     def _check_agreement(self, stream: Stream, params: dict[str, Any]) -> None:
         for name, value in params.items():
-            if name in ("contract", "genericTickList", "numRows") or name in \
+            if name == "contract" or name in stream.kind.mergeable or name in \
                     stream.kind.key_params:
                 continue
             if stream.params.get(name) != value:
@@ -284,20 +306,45 @@ class LeaseRegistry:
     async def _start(self, stream: Stream) -> None:
         """Send the TWS request and wait (briefly) for TWS to accept or refuse it, so that a
         refusal fails this subscribe with TWS's code and the reply carries a first image."""
+        turn = await self._hist_turn(stream, self.pacer_timeout)
         stream.waiter = asyncio.get_running_loop().create_future()
-        self._request_upstream(stream)
         try:
+            self._request_upstream(stream)
             await asyncio.wait_for(asyncio.shield(stream.waiter), self.confirm_window)
             await asyncio.sleep(IMAGE_SETTLE)  # the rest of TWS's first burst (a whole book)
         except TimeoutError:
             pass  # no answer yet (no ticks outside market hours): accepted until TWS says no
         finally:
             stream.waiter = None
+            if turn is not None and self.pacer is not None:
+                self.pacer.release(turn)  # answered (or given its chance): no longer open
         if stream.health is Health.STALE and stream.state is not StreamState.CLOSED:
             stream.set_health(Health.OK, "subscribed", self.publisher)
 
+    async def _hist_turn(self, stream: Stream, timeout: float) -> Pending | None:
+        """A turn under IB's historical limits for a paced kind (None for the others)."""
+        if self.pacer is None or not stream.kind.paced:
+            return None
+        return await self.pacer.turn(stream.kind.name, stream.kind.request(stream), timeout)
+
+    async def _request_paced(self, stream: Stream) -> None:
+        """Ask again (after a reconnect) once IB's historical limits allow it."""
+        turn = None
+        try:
+            turn = await self._hist_turn(stream, MAX_REQUEST_WAIT)
+            if stream.state is not StreamState.CLOSED and self.session.ready:
+                self._request_upstream(stream)
+        except TwsBusError as exc:
+            log.warning("could not re-request %s: %s", stream.subject, exc)
+        finally:
+            if turn is not None and self.pacer is not None:
+                self.pacer.release(turn)
+
     def _request_upstream(self, stream: Stream) -> None:
         kind = stream.kind
+        stream.volume_scale = volume_scale(self.session.server_version,
+                                           stream.params.get("secType"),
+                                           stream.params.get("currency"))
         if kind.keyed:
             stream.req_id = self.session.next_id()
             self.router.bind(stream.req_id, stream)
@@ -362,7 +409,7 @@ class LeaseRegistry:
             stream.set_health(Health.OK, "data flowing", self.publisher)
 
     def stream_error(self, stream: Stream, code: int, message: str) -> None:
-        if is_informational(code) or code in (10167, 10168):
+        if is_informational(code) or code in NOT_REQUEST_FAILURES:
             return
         err = from_tws(code, message)
         waiter = stream.waiter
@@ -388,6 +435,11 @@ class LeaseRegistry:
         for stream in list(self.streams.values()):
             if not stream.kind.keyed:
                 self.router.unlisten(stream.kind.unkeyed, stream)
+            if stream.kind.paced and self.pacer is not None:
+                task = asyncio.get_running_loop().create_task(self._request_paced(stream))
+                self._pending.add(task)
+                task.add_done_callback(self._pending.discard)
+                continue
             try:
                 self._request_upstream(stream)
             except TwsBusError as exc:
@@ -395,22 +447,24 @@ class LeaseRegistry:
         self.publisher.flush_soon()
 
     def farm_event(self, code: int, message: str) -> None:
-        if code in _FARM_DOWN:
-            farm, health = _FARM_DOWN[code], Health.STALE
-        elif code in _FARM_UP:
-            farm, health = _FARM_UP[code], Health.OK
+        if code in FARM_DOWN:
+            farm, health = FARM_DOWN[code], Health.STALE
+        elif code in FARM_UP:
+            farm, health = FARM_UP[code], Health.OK
         else:
             return
         kinds = _FARMS[farm] if farm else None
         for stream in self.streams.values():
             if kinds is None or stream.kind.name in kinds:
                 stream.set_health(health, f"TWS {code}: {message}", self.publisher)
-        if code == 1101:  # restored, data lost: TWS dropped our subscriptions
+        if code == IbCode.RESTORED_DATA_LOST:  # restored, data lost: TWS dropped our subscriptions
             self.tws_ready()
         self.publisher.flush_soon()
 
     def close_all(self, reason: str) -> None:
         """Shutdown: cancel every TWS subscription and tell subscribers the stream closed."""
+        for task in self._pending:
+            task.cancel()
         for stream in list(self.streams.values()):
             self._close(stream, reason)
 
@@ -445,13 +499,3 @@ class LeaseRegistry:
             await self._attach(kind, resolved, self.ttl_max, permanent=True)
 
         return hold()
-
-
-def _request_type(kind: Kind) -> type[msgspec.Struct]:
-    fields: list[Any] = [(name, type(default), default) for name, default in kind.params.items()]
-    if kind.needs_contract:
-        fields.append(("contract", Contract | None, None))
-    fields.append(("ttl", float | None, None))
-    return msgspec.defstruct(f"{kind.name.title()}Subscribe", fields, kw_only=True,
-                             forbid_unknown_fields=True)
-

@@ -14,6 +14,10 @@ Names: ``twsbus_tws_state{state}``, ``twsbus_tws_ready``, ``twsbus_tws_reconnect
 ``twsbus_nats_watchdog_missed_total``, ``twsbus_nats_slow_consumers_total{side}``,
 ``twsbus_orders_state{state}``, ``twsbus_orders_live``, ``twsbus_orders_backlog``,
 ``twsbus_orders_dropped_total``, ``twsbus_orders_reconciliations_total``,
+``twsbus_hist_queued/requesters/open/window_used/window_max``, ``twsbus_hist_granted_total``,
+``twsbus_hist_refused_total``, ``twsbus_hist_longest/mean_wait_seconds``,
+``twsbus_hist_oldest_queued_seconds``, ``twsbus_cache_hits_total/misses_total/bytes/entries``
+``{cache}`` (``historical``, ``reference``),
 ``twsbus_request_duration_seconds{op}`` (histogram), ``twsbus_requests_total{op,code}``.
 """
 
@@ -70,6 +74,7 @@ class StatusCollector(Collector):
         yield from _service(s)
         yield from _nats(s.get("nats") or {})
         yield from _orders(s.get("orders") or {})
+        yield from _historical(s.get("historical") or {}, s.get("queries") or {})
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -153,6 +158,53 @@ def _orders(o: dict[str, Any]) -> Iterator[Metric]:
                    o.get("dropped", 0))
     yield _counter("twsbus_orders_reconciliations", "Reconciliation rounds",
                    o.get("reconciliations", 0))
+
+
+def _historical(h: dict[str, Any], queries: dict[str, Any]) -> Iterator[Metric]:
+    """IB's historical limits as the daemon keeps them, and the answer caches."""
+    if "granted" in h:
+        yield _gauge("twsbus_hist_queued", "Historical requests waiting their turn",
+                     h["queued"])
+        yield _gauge("twsbus_hist_requesters", "Requesters with historical requests queued",
+                     h.get("requesters", 0))
+        yield _gauge("twsbus_hist_open", "Historical requests open at TWS", h["open"])
+        yield _gauge("twsbus_hist_window_used", "Weighted historical requests in the window",
+                     h["window_used"])
+        yield _gauge("twsbus_hist_window_max", "Weighted historical requests the window allows",
+                     h["window_max"])
+        yield _counter("twsbus_hist_granted", "Historical requests sent under the limits",
+                       h["granted"])
+        yield _counter("twsbus_hist_refused", "Historical requests refused with 429 (their "
+                       "timeout could not be met)", h["refused"])
+        yield _gauge("twsbus_hist_longest_wait_seconds", "Longest wait for a turn so far",
+                     h["longest_wait"])
+        yield _gauge("twsbus_hist_mean_wait_seconds", "Mean wait for a turn",
+                     h.get("mean_wait", 0.0))
+        yield _gauge("twsbus_hist_oldest_queued_seconds",
+                     "How long the oldest queued historical request has waited",
+                     h.get("oldest_queued", 0.0))
+    caches = {"historical": h.get("cache") or {},
+              "reference": {k[len("cache_"):]: v for k, v in queries.items()
+                            if k.startswith("cache_")}}
+    families: tuple[tuple[str, str, Callable[[str, str, list[str]], Any]], ...] = (
+        ("hits", "Answers served from the cache", _counter_family),
+        ("misses", "Cacheable requests the cache could not answer", _counter_family),
+        ("bytes", "Bytes held by the cache", _gauge_family),
+        ("entries", "Answers held by the cache", _gauge_family))
+    for name, doc, kind in families:
+        family = kind(f"twsbus_cache_{name}", doc, ["cache"])
+        for cache, stats in caches.items():
+            if stats:
+                family.add_metric([cache], stats.get(name, 0))
+        yield family
+
+
+def _counter_family(name: str, doc: str, labels: list[str]) -> CounterMetricFamily:
+    return CounterMetricFamily(name, doc, labels=labels)
+
+
+def _gauge_family(name: str, doc: str, labels: list[str]) -> GaugeMetricFamily:
+    return GaugeMetricFamily(name, doc, labels=labels)
 
 
 class Metrics:

@@ -73,6 +73,8 @@ class NatsLink:
         answered_since_restart = True
         while not self._closing:
             nc = await self._connect()
+            if nc is None:  # closed while no server answered
+                return
             self.nc = nc
             try:
                 if not await self._set_up(nc):
@@ -104,17 +106,20 @@ class NatsLink:
                 log.warning("NATS drain: %r", exc)
         if nc is not None:
             await _discard(nc)
+        # The watch ends now even when nats-py never calls back (it was reconnecting to a
+        # server that is gone): SIGTERM works in every state.
+        self._closed.set()
 
     # ---- one round --------------------------------------------------------------------------
 
-    async def _connect(self) -> NATS:
+    async def _connect(self) -> NATS | None:
         options = self._options()
         # Members the cluster told the last connection about, after the configured ones: a
         # daemon given one URL must not retry only that member when it is the one that hung.
         known = list(options.get("servers", []))
         options["servers"] = known + [s for s in self._discovered if s not in known]
         servers = ", ".join(self.redact(s) for s in options.get("servers", []))
-        while True:
+        while not self._closing:
             self._closed = asyncio.Event()
             try:
                 nc = await nats.connect(**options, closed_cb=self._on_closed,
@@ -126,6 +131,7 @@ class NatsLink:
                 self.last_error = f"cannot connect to {servers}: {exc!r}"
                 log.warning("NATS: %s; retrying in %gs", self.last_error, self.retry)
                 await asyncio.sleep(self.retry)
+        return None
 
     async def _set_up(self, nc: NATS) -> bool:
         """``on_up``; False (after ``retry`` seconds) when NATS failed it. On a cluster, a member

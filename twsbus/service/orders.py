@@ -1,15 +1,17 @@
 """The order desk: placing, modifying and cancelling orders, and every order event kept.
 
-``OrderDesk`` serves ``place_order``, ``cancel_order`` and ``orders`` (the journal's view). A place
+``OrderDesk`` serves ``place_order``, ``cancel_order`` and ``orders`` (the journal's view, and
+with ``"events": true`` the order stream's history: orderhistory.py). A place
 is checked (``orders.checks``: types, required fields, the configured guard), journalled under its
 ``clientOrderId`` *before* it is sent (an atomic create in the JetStream KV bucket, so a retry or a
 concurrent duplicate places nothing and answers the order's state with ``"duplicate": true``),
 then sent with an order id the daemon owns, never one it journalled before.
 
 Every order callback of the account (the router shows them all to the desk, whoever asked) goes
-through the ``OrderBook`` and out as events on ``tws.orders.<account>.<strategy>.<orderId>``, into
-the JetStream stream, in TWS's order: one writer task sends them one by one and retries while
-NATS is away, with a bounded backlog whose overflow is counted and logged, never silent.
+through the ``OrderBook`` and out as events on ``tws.orders.<account>.<strategy>.<orderId>``
+(into the JetStream stream, which republishes them there), in TWS's order: one writer task
+sends them one by one and retries while NATS is away, with a bounded backlog whose overflow is
+counted and logged, never silent.
 
 After every (re)connect to TWS, and after 1101/1102, the desk reconciles: it asks TWS for all open
 orders, completed orders and executions (each up to its End; a timeout is a failure and is tried
@@ -34,17 +36,15 @@ from twsbus.errors import (
     Conflict,
     NotConnected,
     NotFound,
-    Timeout,
-    TwsBusError,
     from_tws,
-    is_informational,
 )
-from twsbus.messages import Contract, ExecFilter
+from twsbus.messages import Contract
 from twsbus.orders import CancelOrder, Guard, Order, PlaceOrder, check_order, order_fields
 from twsbus.orders.book import CALLBACKS, OrderBook, order_token, strategy_token
 from twsbus.orders.events import (
     UNKNOWN,
     OrderEvent,
+    OrderEventsReply,
     OrderRecord,
     OrdersRequest,
     PlaceReply,
@@ -52,10 +52,13 @@ from twsbus.orders.events import (
 from twsbus.orders.journal import Journal, JournalSettings, Unavailable
 from twsbus.orders.writer import EventWriter
 from twsbus.service import bodies
+from twsbus.service.orderhistory import read_events
+from twsbus.service.orderreconcile import DeskState, Reconciler
 from twsbus.service.router import Router
 from twsbus.service.upstream import Upstream
 from twsbus.subjects import Surface, token
 from twsbus.tws.callbacks import Event
+from twsbus.tws.codes import NOT_ORDER_FAILURES, RESTORED, is_informational
 from twsbus.tws.pacing import Ticket
 
 log = logging.getLogger("twsbus.orders")
@@ -65,21 +68,12 @@ audit = logging.getLogger("twsbus.audit")
 #: order's fill comes right behind it) before answering.
 SETTLE = 0.3
 #: Errors about an order that do not fail it: acknowledgements and warnings.
-_NOT_FAILURES = frozenset({202, 399, 10167, 10168, 2109, 161})
 _ENDS = ("openOrderEnd", "completedOrdersEnd", "execDetailsEnd")
 
 _encode = msgspec.json.Encoder().encode
 
 
-class DeskState:
-    STARTING = "starting"
-    RECONCILING = "reconciling"
-    OK = "ok"
-    STALE = "stale"
-    UNAVAILABLE = "unavailable"
-
-
-class OrderDesk:
+class OrderDesk(Reconciler):
     ops = ("place_order", "cancel_order")
 
     def __init__(self, surface: Surface, session: Upstream, router: Router, *, epoch: str,
@@ -188,7 +182,7 @@ class OrderDesk:
             self._set_state(DeskState.STALE, reason)
 
     def farm_event(self, code: int) -> None:
-        if code in (1101, 1102):  # connectivity restored: what happened meanwhile is unknown
+        if code in RESTORED:  # connectivity restored: what happened meanwhile is unknown
             self._reconcile_wanted.set()
 
     def _on_event(self, event: Event) -> None:
@@ -309,14 +303,19 @@ class OrderDesk:
         self._tickets[record.key] = self.session.call("cancelOrder", record.orderId, args)
         return await self._answer(record, request.timeout, wait_final=True)
 
-    async def orders(self, body: bytes) -> list[OrderRecord]:
+    async def orders(self, body: bytes) -> list[OrderRecord] | OrderEventsReply:
+        """The journal's records, or with ``events`` the order stream's (orderhistory.py)."""
         request = bodies.decode(body, OrdersRequest, "orders")
+        if request.events:
+            return await read_events(self.journal, self.surface, request)
+        if request.orderId is not None or request.since is not None:
+            raise BadRequest("orderId, since: for events (\"events\": true)")
         chosen = [r for r in self.book.records.values()
                   if (request.all or not r.final)
                   and (request.account is None or r.account == request.account)
                   and (request.strategy is None or r.strategy == request.strategy)]
         chosen.sort(key=lambda r: r.updated, reverse=True)
-        return chosen[:request.limit]
+        return chosen[:request.limit or 500]
 
     # ---- helpers ------------------------------------------------------------------------------
 
@@ -388,7 +387,7 @@ class OrderDesk:
                 if unsent is not None:
                     raise NotConnected(f"{unsent}; send it again (same clientOrderId)")
                 failures = [(c, m) for c, m in self._errors.get(record.key) or []
-                            if c not in _NOT_FAILURES and not is_informational(c)]
+                            if c not in NOT_ORDER_FAILURES and not is_informational(c)]
                 refused = record.status in ("PendingSubmit", UNKNOWN) or (
                     record.final and not record.filled)
                 if failures and (modify or refused):  # TWS refused the order (or the modify)
@@ -446,66 +445,6 @@ class OrderDesk:
             raise NotConnected(f"orders are {self.state} ({self.reason}): {what}") from None
         if not self.session.ready:
             raise NotConnected(f"TWS is {self.session.state.value}: {what}")
-
-    # ---- reconciliation -------------------------------------------------------------------------
-
-    async def _reconcile_forever(self) -> None:
-        while True:
-            await self._reconcile_wanted.wait()
-            self._reconcile_wanted.clear()
-            if self.journal is None or not self.session.ready:
-                continue
-            try:
-                await self._reconcile()
-            except (TwsBusError, TimeoutError) as exc:
-                self._set_state(DeskState.STALE, f"reconciliation failed: {exc}")
-                await asyncio.sleep(1.0)
-                if self.session.ready:
-                    self._reconcile_wanted.set()
-
-    async def _reconcile(self) -> None:
-        self._set_state(DeskState.RECONCILING, "asking TWS for open and completed orders and "
-                                               "executions")
-        self.reconciliations += 1
-        before = {key: r.seq for key, r in self.book.records.items()}
-        self._reconciling = True
-        try:
-            if self.book.client_id == 0:  # bind manual TWS orders to this client, as they come
-                self.session.call("reqAutoOpenOrders", None, {"bAutoBind": True})
-            await self._ask("reqAllOpenOrders", None, {}, "openOrderEnd")
-            await self._ask("reqCompletedOrders", None, {"apiOnly": False}, "completedOrdersEnd")
-            req_id = self.session.next_id()
-            await self._ask("reqExecutions", req_id, {"execFilter": ExecFilter()},
-                            "execDetailsEnd")
-            for record in self.book.live():
-                if record.ours and record.permId is None and record.seq == before.get(
-                        record.key, -1):
-                    self._emit(self.book.settle_missing(
-                        record, "TWS has no such order: it never reached TWS"))
-        finally:
-            self._reconciling = False
-        self._set_state(DeskState.OK, f"reconciled ({self.reconciliations})")
-        self._publish_state()
-
-    async def _ask(self, method: str, key: int | None, args: dict[str, Any], end: str) -> None:
-        name = end if key is None else f"{end}:{key}"
-        waiter = asyncio.get_running_loop().create_future()
-        self._ends[name] = waiter
-        try:
-            self.session.call(method, key, args)
-            async with asyncio.timeout(self.reconcile_timeout):
-                await waiter
-        except TimeoutError:
-            raise Timeout(f"{method}: no {end} within {self.reconcile_timeout:g}s") from None
-        finally:
-            self._ends.pop(name, None)
-
-    def _publish_state(self) -> None:
-        """The desk's state, into the order stream too (a replay shows where it reconciled)."""
-        event = OrderEvent(type="status", status=self.state, reason=self.reason,
-                           ts=self.book.clock(), epoch=self.book.epoch)
-        self.writer.put_plain(self.surface.subject("order_status"), event,
-                              f"state-{self.book.epoch}-{self.reconciliations}")
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

@@ -3,7 +3,8 @@
 Data messages arrive from TWS on the reader's path, which must never wait for NATS. So producers
 only record: into a per-subject ``Outbox`` that either merges fields (latest-value-wins, for
 tick fields: a field that changed twice before a flush is sent once, with its last value) or
-queues whole messages up to a bound (dropping the oldest, counted). The first record after a flush
+queues whole messages up to a bound (a queue that fills before the flush goes out at once; only
+while NATS is away does the bound drop the oldest, counted). The first record after a flush
 schedules one ``flush`` for the next turn of the event loop, so everything one TWS read produced
 goes out together, before the loop reads again, in one socket write (``NatsOut``). ``seq`` is
 stamped at flush time, per subject, so conflation never leaves gaps; ``ts`` is the daemon's
@@ -58,6 +59,17 @@ class Outbox:
         return not self.merged and not self.queue
 
 
+class PublisherStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of the publisher's buffers (``Publisher.statistics()``)."""
+
+    subjects: int
+    current: int  # subjects with something waiting for the next flush
+    peak: int  # the most subjects one flush wrote
+    published: int
+    failed: int  # NATS refused (away, its buffer full): counted in dropped too
+    dropped: int  # lost from a subject's bound while NATS was away, or refused
+
+
 class Publisher:
     def __init__(self, epoch: str, bound: int = 1000) -> None:
         self.epoch = epoch
@@ -101,11 +113,17 @@ class Publisher:
             self._mark(box)
 
     def offer(self, box: Outbox, message: dict[str, Any]) -> None:
-        """Queue one whole message (bars, depth rows, status...)."""
+        """Queue one whole message (bars, depth rows, status, tick-by-tick ticks...)."""
         if box.merged:  # keep order: pending merged fields go out before this message
             box.queue.append(self._take_merged(box))
         if len(box.queue) == box.queue.maxlen:
-            box.dropped += 1
+            if self._out is not None:
+                # One TWS read brought more than the bound (a tick-by-tick burst): what is
+                # queued goes out now rather than the oldest being lost. Only while NATS is
+                # away does the bound drop (counted).
+                self._publish(self._out, box)
+            else:
+                box.dropped += 1
         box.queue.append({"ts": time.time_ns(), **message})
         self._mark(box)
 
@@ -121,6 +139,11 @@ class Publisher:
 
     def dropped(self) -> int:
         return sum(box.dropped for box in self._outboxes.values())
+
+    def statistics(self) -> PublisherStatistics:
+        return PublisherStatistics(subjects=len(self._outboxes), current=len(self._dirty),
+                                   peak=self.peak_dirty, published=self.published,
+                                   failed=self.failed, dropped=self.dropped())
 
     # ---- the flush -------------------------------------------------------------------------
 
@@ -146,19 +169,23 @@ class Publisher:
         dirty, self._dirty = self._dirty, {}
         self.peak_dirty = max(self.peak_dirty, len(dirty))
         for box in dirty.values():
-            messages = list(box.queue)
-            box.queue.clear()
-            if box.merged:
-                messages.append(self._take_merged(box))
-            for message in messages:
-                box.seq += 1
-                message["seq"] = box.seq
-                message["epoch"] = self.epoch
-                try:
-                    out.publish(box.subject, _encode(message))
-                    self.published += 1
-                except Exception as exc:  # NATS away and its buffer full: counted, not raised
-                    self.failed += 1
-                    box.dropped += 1
-                    log.debug("publish to %s failed: %r", box.subject, exc)
+            self._publish(out, box)
         out.flush()
+
+    def _publish(self, out: Out, box: Outbox) -> None:
+        """Everything ``box`` holds, in order, each message with its seq."""
+        messages = list(box.queue)
+        box.queue.clear()
+        if box.merged:
+            messages.append(self._take_merged(box))
+        for message in messages:
+            box.seq += 1
+            message["seq"] = box.seq
+            message["epoch"] = self.epoch
+            try:
+                out.publish(box.subject, _encode(message))
+                self.published += 1
+            except Exception as exc:  # NATS away and its buffer full: counted, not raised
+                self.failed += 1
+                box.dropped += 1
+                log.debug("publish to %s failed: %r", box.subject, exc)

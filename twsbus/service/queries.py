@@ -7,8 +7,10 @@ list closed by End, list with a done flag, snapshot, or nothing at all), within 
 timeout, queueing included. On timeout it sends TWS the op's cancel. Identical read-only queries
 in flight are coalesced: every waiter gets the one answer. Queries whose TWS request carries no
 id run one at a time per op (the wait counted against their timeout), since their callbacks could
-not otherwise be told apart, unless the answer repeats an argument (``match``). Orders are not
-queries: the order desk (``orders.py``) serves them.
+not otherwise be told apart, unless the answer repeats an argument (``match``). Historical
+queries wait their turn under IB's historical limits (``histpacing``); completed historical
+series and reference data are answered from the shared answer cache when they can be
+(``histcache``). Orders are not queries: the order desk (``orders.py``) serves them.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import msgspec
@@ -27,20 +29,26 @@ from twsbus.errors import (
     Timeout,
     TwsBusError,
     from_tws,
-    is_informational,
 )
 from twsbus.messages import Contract
 from twsbus.service import bodies
-from twsbus.service.histpacing import HISTORICAL_OPS, REQUESTER, HistoricalPacer, request_keys
+from twsbus.service.histcache import (
+    HISTORICAL_CACHEABLE,
+    REFERENCE_CACHEABLE,
+    AnswerCache,
+    completed,
+)
+from twsbus.service.histpacing import HISTORICAL_OPS, REPLY_HEADERS, HistoricalPacer
 from twsbus.service.router import Router
 from twsbus.service.upstream import Upstream
 from twsbus.subjects import CallSpec, Pattern, QuerySpec, Surface
 from twsbus.tws.callbacks import Event
+from twsbus.tws.codes import NOT_REQUEST_FAILURES, is_informational
+from twsbus.tws.ticks import VOLUME_TICKS, volume_scale
 
 log = logging.getLogger("twsbus.queries")
 
 #: Errors TWS sends about a request that do not fail it: order acknowledgements and warnings.
-_NOT_FAILURES = frozenset({202, 399, 10167, 10168, 2109})
 _SIDE_EFFECTS = frozenset({Pattern.ORDER, Pattern.FIRE_AND_FORGET})  # never coalesced
 MAX_TIMEOUT = 300.0
 #: Order states after which nothing more will happen to the order.
@@ -59,6 +67,8 @@ class Collector:
         self.merged: dict[str, Any] = {}
         self.folded: dict[Any, dict[str, Any]] = {}
         self.warnings: list[dict[str, Any]] = []
+        #: Volume ticks times this are shares (snapshots of US stocks below version 220).
+        self.volume_scale = 1
 
     def __repr__(self) -> str:
         return f"<Collector {self.spec.op} key={self.key} items={len(self.items)}>"
@@ -92,7 +102,11 @@ class Collector:
             if data.get("done"):
                 self._finish(self.items)
         elif pattern is Pattern.SNAPSHOT:
-            self.merged[data["field"]] = data.get("price", data.get("size", data.get("value")))
+            value = data.get("price", data.get("size", data.get("value")))
+            if self.volume_scale != 1 and name == "tickSize" and value is not None and \
+                    data["tickType"] in VOLUME_TICKS:
+                value *= self.volume_scale
+            self.merged[data["field"]] = value
         else:  # SINGLE
             self.merged.update(data)
             if spec.end is None or name == spec.end:
@@ -101,7 +115,7 @@ class Collector:
     def on_error(self, code: int, message: str) -> None:
         if self.future.done():
             return
-        if code in _NOT_FAILURES or is_informational(code):
+        if code in NOT_REQUEST_FAILURES or is_informational(code):
             self.warnings.append({"code": code, "message": message})
             return
         self.future.set_exception(from_tws(code, message))
@@ -157,9 +171,20 @@ class QueryExecutor:
         self.withdrawn = 0  # timed out while queued: never sent
         #: IB's historical-data limits, when the daemon keeps them (see ``histpacing``).
         self.pacer: HistoricalPacer | None = None
+        #: Finished answers kept for everyone (see ``histcache``): completed historical series,
+        #: and reference data (contract details, option chain parameters).
+        self.hist_cache: AnswerCache | None = None
+        self.ref_cache: AnswerCache | None = None
         #: Set by the lease registry: is an id-less TWS subscription (reqPositions) held by a
         #: stream? Then a query must not cancel it after its answer.
         self.upstream_in_use: Callable[[str], bool] = lambda method: False
+        #: Set by the daemon (the contract resolver): a query's contract spec resolved to one
+        #: conId before it is sent, so an ambiguous spec is a 409 listing the candidates.
+        self.qualify: Callable[[QuerySpec, Any], Awaitable[Any]] | None = None
+        #: Set by the daemon (the resolver too): a contract's details, for what the reply's
+        #: units depend on (volumes in lots of 100 for US stocks below server version 220).
+        self.contract_info: Callable[[Contract], Awaitable[dict[str, Any]]] | None = None
+        self._volume_scales: dict[tuple[int, int], int] = {}
 
     def __repr__(self) -> str:
         return f"<QueryExecutor in-flight={len(self._collectors)} coalesced={self.coalesced}>"
@@ -178,37 +203,96 @@ class QueryExecutor:
         return spec, bodies.convert(raw, spec.request_type, op)
 
     async def execute(self, op: str, body: bytes) -> Any:
+        """The answer as objects (for callers inside the daemon, e.g. the resolver)."""
+        result = await self.reply(op, body)
+        return msgspec.json.decode(result) if isinstance(result, bytes) else result
+
+    async def reply(self, op: str, body: bytes) -> Any:
+        """The answer for the NATS side: objects, or encoded JSON when the answer cache served or
+        kept it. How long it waited for IB's historical limits and whether the cache served it
+        go into the reply's headers (``REPLY_HEADERS``)."""
         spec, request = self.decode(op, body)
         timeout = request.timeout if request.timeout is not None else self.default_timeout
         if not 0 < timeout <= MAX_TIMEOUT:
             raise BadRequest(f"{op}: timeout must be in (0, {MAX_TIMEOUT}] seconds")
-        args = {f: getattr(request, f) for f in request.__struct_fields__ if f != "timeout"}
+        if self.qualify is not None:
+            request = await self.qualify(spec, request)
+        if spec.pattern is Pattern.SNAPSHOT:
+            await self._learn_volume_scale(request.contract)
+        args = {f: getattr(request, f) for f in request.__struct_fields__
+                if f not in ("timeout", "cache")}
+        use_cache = bool(getattr(request, "cache", True))
         self.counts[op] += 1
         if spec.pattern in _SIDE_EFFECTS:
-            return await self._run(spec, args, timeout)
+            return await self._run(spec, args, timeout, {})
         identity = (op, msgspec.json.encode(args))
+        cache = self._cache_for(op, args)
+        if cache is not None:
+            if not use_cache:
+                cache.bypassed += 1
+                _header("Twsbus-Cache", "bypass")
+            elif (hit := cache.get(identity)) is not None:
+                _header("Twsbus-Cache", "hit")
+                return hit
+            else:
+                _header("Twsbus-Cache", "miss")
         shared = self._inflight.get(identity)
         if shared is not None:
             self.coalesced += 1
-            return await asyncio.shield(shared)
-        task = asyncio.ensure_future(self._run(spec, args, timeout))
+            if self.pacer is not None and op in HISTORICAL_OPS:
+                self.pacer.join(identity)  # it waits in this requester's turns too
+            result, meta = await asyncio.shield(shared)
+            _headers({**meta, "Twsbus-Coalesced": "1"})
+            return result
+        task = asyncio.ensure_future(self._run_kept(spec, args, timeout, cache, identity))
         self._inflight[identity] = task
         try:
-            return await asyncio.shield(task)
+            result, meta = await asyncio.shield(task)
+            _headers(meta)
+            return result
         finally:
             if task.done():
                 self._inflight.pop(identity, None)
             else:
                 task.add_done_callback(lambda _: self._inflight.pop(identity, None))
 
-    async def _run(self, spec: QuerySpec, args: dict[str, Any], timeout: float) -> Any:
+    async def _learn_volume_scale(self, contract: Contract) -> None:
+        """Know, before a snapshot, what its volume ticks must be multiplied by (in shares)."""
+        version = self.session.server_version or 0
+        key = (contract.conId, version)
+        if key in self._volume_scales or self.contract_info is None or not contract.conId or \
+                volume_scale(version, "STK", "USD") == 1:
+            return
+        info = await self.contract_info(Contract(conId=contract.conId))
+        self._volume_scales[key] = volume_scale(version, info.get("secType"),
+                                                info.get("currency"))
+
+    def _cache_for(self, op: str, args: dict[str, Any]) -> AnswerCache | None:
+        if op in REFERENCE_CACHEABLE:
+            return self.ref_cache
+        if op in HISTORICAL_CACHEABLE and self.hist_cache is not None and completed(op, args):
+            return self.hist_cache
+        return None
+
+    async def _run_kept(self, spec: QuerySpec, args: dict[str, Any], timeout: float,
+                        cache: AnswerCache | None, identity: tuple[str, bytes],
+                        ) -> tuple[Any, dict[str, str]]:
+        meta: dict[str, str] = {}
+        result = await self._run(spec, args, timeout, meta)
+        if cache is not None:
+            result = msgspec.json.encode(result)
+            cache.put(identity, result)
+        return result, meta
+
+    async def _run(self, spec: QuerySpec, args: dict[str, Any], timeout: float,
+                   meta: dict[str, str]) -> Any:
         version = self.session.server_version or 0
         if spec.min_server_version and self.session.ready and version < spec.min_server_version:
             raise BadRequest(f"{spec.op} needs TWS server version {spec.min_server_version}; "
                              f"this one speaks {version}")
         deadline = asyncio.get_running_loop().time() + timeout
         if self.pacer is not None and spec.op in HISTORICAL_OPS:
-            return await self._paced(spec, args, timeout, deadline)
+            return await self._paced(spec, args, timeout, deadline, meta)
         if spec.keyed or spec.match is not None:
             return await self._exchange(spec, args, deadline)
         # Without a request id, two in flight could not be told apart: one at a time per op,
@@ -227,12 +311,11 @@ class QueryExecutor:
             lock.release()
 
     async def _paced(self, spec: QuerySpec, args: dict[str, Any], timeout: float,
-                     deadline: float) -> Any:
+                     deadline: float, meta: dict[str, str]) -> Any:
         """Historical requests wait their turn under IB's historical limits (``histpacing``)."""
         assert self.pacer is not None
-        identity, burst, weight = request_keys(spec.op, args)
-        turn = await self.pacer.acquire(REQUESTER.get(), identity, burst, weight,
-                                        self.pacer.clock() + timeout)
+        turn = await self.pacer.turn(spec.op, args, timeout)
+        meta["Twsbus-Waited-Ms"] = str(round(turn.waited * 1000))  # coalesced callers too
         try:
             return await self._exchange(spec, args, deadline)
         finally:
@@ -244,6 +327,9 @@ class QueryExecutor:
         if spec.key is not None:
             key = int(args.pop(spec.key)) if spec.caller_supplies_key else session.next_id()
         collector = Collector(spec, key, args.get(spec.match) if spec.match else None)
+        if spec.pattern is Pattern.SNAPSHOT:
+            collector.volume_scale = self._volume_scales.get(
+                (args["contract"].conId, session.server_version or 0), 1)
         self._attach(collector)
         try:
             ticket = session.call(spec.method, key, args)
@@ -303,3 +389,16 @@ class QueryExecutor:
 
 
 _UNKEYED_CALLBACKS = frozenset({"commissionReport"})
+
+
+def _header(name: str, value: str) -> None:
+    """Reply metadata for the request being served (see ``REPLY_HEADERS``)."""
+    headers = REPLY_HEADERS.get()
+    if headers is not None:
+        headers[name] = value
+
+
+def _headers(values: dict[str, str]) -> None:
+    headers = REPLY_HEADERS.get()
+    if headers is not None:
+        headers.update(values)

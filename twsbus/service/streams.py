@@ -17,7 +17,9 @@ import enum
 from typing import Any, ClassVar, Protocol
 
 from twsbus.service.publisher import Outbox, Publisher
+from twsbus.subjects import SubscriptionSpec
 from twsbus.tws.callbacks import Event
+from twsbus.tws.ticks import VOLUME_TICKS
 
 
 class StreamState(enum.Enum):
@@ -55,6 +57,8 @@ class Stream:
         self.permanent = False
         self.linger_until = 0.0
         self.image: dict[str, Any] = {}
+        #: Volume ticks times this are shares (100 for US stocks below server version 220).
+        self.volume_scale = 1
         self.events = 0
         self.owner: StreamOwner | None = None
         #: The first subscriber waits on this for TWS's first answer (or refusal).
@@ -104,29 +108,37 @@ class Stream:
 
 
 class Kind:
-    """How one subscription kind maps to TWS. Subclasses fill in the class attributes."""
+    """How one subscription kind behaves. What it is (its EClient method and cancel, parameters
+    and defaults, subject, message type, budget costs) is declared in subjects.yaml and read
+    here from its ``SubscriptionSpec``; a subclass says only how TWS is asked (``request``) and
+    how TWS's callbacks change the image and become messages (``on_event``)."""
 
     name: ClassVar[str]
-    method: ClassVar[str]
     #: Callbacks that carry no request id, routed by name (reqPositions, reqAccountUpdates).
     unkeyed: ClassVar[tuple[str, ...]] = ()
-    #: The data message type and whether successive updates merge (latest value wins).
-    type_name: ClassVar[str]
-    conflate: ClassVar[bool] = False
-    lines: ClassVar[int] = 0
-    depth: ClassVar[int] = 0
-    #: Request parameters a lease may give, with defaults; those in ``key_params`` make a
-    #: different upstream request (and subject), the others must agree with the live one.
-    params: ClassVar[dict[str, Any]] = {}
-    key_params: ClassVar[tuple[str, ...]] = ()
-    needs_contract: ClassVar[bool] = True
     #: The callback that ends the initial state (None: the first data callback will do).
     ready_on: ClassVar[str | None] = None
     #: Callbacks TWS sends ahead of the data, which do not make an image.
     preamble: ClassVar[tuple[str, ...]] = ()
 
-    def __init__(self, publisher: Publisher) -> None:
+    def __init__(self, publisher: Publisher, spec: SubscriptionSpec) -> None:
         self.publisher = publisher
+        self.spec = spec
+        self.method = spec.method
+        #: The data message type and whether successive updates merge (latest value wins).
+        self.type_name = spec.message
+        self.conflate = spec.conflate
+        self.lines, self.depth, self.tbt = spec.lines, spec.depth, spec.tbt
+        self.scanner = spec.scanner
+        #: Sent under IB's historical-data limits (``histpacing``), like historical queries.
+        self.paced = spec.paced
+        #: Request parameters a lease may give, with defaults; those in ``key_params`` make a
+        #: different upstream request (and subject), those in ``mergeable`` may widen the live
+        #: one (``merge_params``), the others must agree with it.
+        self.params: dict[str, Any] = dict(spec.defaults)
+        self.key_params = spec.key_params
+        self.mergeable = spec.merge
+        self.needs_contract = spec.needs_contract
 
     @property
     def keyed(self) -> bool:
@@ -138,7 +150,11 @@ class Kind:
             k: stream.params[k] for k in self.params}}
 
     def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
-        raise NotImplementedError
+        """The EClient call that ends the stream (besides its reqId): ``cancel`` in the file."""
+        cancel = self.spec.cancel
+        if isinstance(cancel, str):
+            return cancel, {}
+        return cancel.method, dict(cancel.args)
 
     def on_event(self, stream: Stream, event: Event) -> None:
         raise NotImplementedError
@@ -154,20 +170,12 @@ def _publish(stream: Stream, message: dict[str, Any], publisher: Publisher) -> N
 
 class Ticks(Kind):
     name = "ticks"
-    method = "reqMktData"
-    type_name = "ticks"
-    conflate = True
-    lines = 1
-    params = {"genericTickList": ""}
     preamble = ("tickReqParams", "marketDataType")
 
     def request(self, stream: Stream) -> dict[str, Any]:
         return {"contract": stream.params["contract"],
                 "genericTickList": stream.params["genericTickList"],
                 "snapshot": False, "regulatorySnapshot": False}
-
-    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
-        return "cancelMktData", {}
 
     def merge_params(self, stream: Stream, params: dict[str, Any]) -> bool:
         have = {t for t in stream.params["genericTickList"].split(",") if t}
@@ -184,6 +192,9 @@ class Ticks(Kind):
         if value_key is not None:
             field = data["field"]
             value = data[value_key]
+            if stream.volume_scale != 1 and name == "tickSize" and value is not None and \
+                    data["tickType"] in VOLUME_TICKS:
+                value *= stream.volume_scale
         elif name == "tickOptionComputation":
             field = _option_field(data["tickType"])
             value = {k: v for k, v in data.items() if k not in ("tickType",)}
@@ -215,14 +226,6 @@ def _option_field(tick_type: int) -> str:
 
 class TickByTick(Kind):
     name = "tbt"
-    method = "reqTickByTickData"
-    type_name = "tbt"
-    lines = 1
-    params = {"tickType": "Last", "numberOfTicks": 0, "ignoreSize": False}
-    key_params = ("tickType",)
-
-    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
-        return "cancelTickByTickData", {}
 
     def on_event(self, stream: Stream, event: Event) -> None:
         if not event.name.startswith("tickByTick"):
@@ -234,16 +237,10 @@ class TickByTick(Kind):
 
 class Bars(Kind):
     name = "bars"
-    method = "reqRealTimeBars"
-    type_name = "bar"
-    params = {"whatToShow": "TRADES", "useRTH": False}
 
     def request(self, stream: Stream) -> dict[str, Any]:
         return {"contract": stream.params["contract"], "barSize": 5,
                 "whatToShow": stream.params["whatToShow"], "useRTH": stream.params["useRTH"]}
-
-    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
-        return "cancelRealTimeBars", {}
 
     def on_event(self, stream: Stream, event: Event) -> None:
         if event.name != "realtimeBar":
@@ -256,10 +253,6 @@ class Bars(Kind):
 
 class HistoricalBars(Kind):
     name = "hist_bars"
-    method = "reqHistoricalData"
-    type_name = "bar"
-    params = {"barSize": "5 mins", "durationStr": "1 D", "whatToShow": "TRADES", "useRTH": 1}
-    key_params = ("barSize",)
     max_image_bars = 500
 
     def request(self, stream: Stream) -> dict[str, Any]:
@@ -267,9 +260,6 @@ class HistoricalBars(Kind):
         return {"contract": p["contract"], "endDateTime": "", "durationStr": p["durationStr"],
                 "barSizeSetting": p["barSize"], "whatToShow": p["whatToShow"],
                 "useRTH": p["useRTH"], "formatDate": 2, "keepUpToDate": True}
-
-    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
-        return "cancelHistoricalData", {}
 
     def on_event(self, stream: Stream, event: Event) -> None:
         bars: list[dict[str, Any]] = stream.image.setdefault("bars", [])
@@ -288,11 +278,6 @@ class HistoricalBars(Kind):
 
 class Depth(Kind):
     name = "depth"
-    method = "reqMktDepth"
-    type_name = "depth"
-    conflate = True  # every message is the whole book, so latest-value-wins is exact
-    depth = 1
-    params = {"numRows": 10, "isSmartDepth": False}
 
     def request(self, stream: Stream) -> dict[str, Any]:
         p = stream.params
@@ -300,7 +285,8 @@ class Depth(Kind):
                 "isSmartDepth": p["isSmartDepth"]}
 
     def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
-        return "cancelMktDepth", {"isSmartDepth": stream.params["isSmartDepth"]}
+        method, args = super().cancel(stream)
+        return method, {**args, "isSmartDepth": stream.params["isSmartDepth"]}
 
     def merge_params(self, stream: Stream, params: dict[str, Any]) -> bool:
         rows = int(params.get("numRows", 0) or 0)
@@ -334,17 +320,9 @@ class Depth(Kind):
 
 class PnL(Kind):
     name = "pnl"
-    method = "reqPnL"
-    type_name = "pnl"
-    conflate = True
-    needs_contract = False
-    params = {"account": "", "modelCode": ""}
 
     def request(self, stream: Stream) -> dict[str, Any]:
         return {"account": stream.params["account"], "modelCode": stream.params["modelCode"]}
-
-    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
-        return "cancelPnL", {}
 
     def on_event(self, stream: Stream, event: Event) -> None:
         if event.name in ("pnl", "pnlSingle"):
@@ -354,33 +332,24 @@ class PnL(Kind):
 
 class PnLSingle(PnL):
     name = "pnl_single"
-    method = "reqPnLSingle"
-    type_name = "pnl_single"
-    needs_contract = True
 
     def request(self, stream: Stream) -> dict[str, Any]:
         return {"account": stream.params["account"], "modelCode": stream.params["modelCode"],
                 "conid": stream.params["conId"]}
 
-    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
-        return "cancelPnLSingle", {}
-
 
 class Account(Kind):
     name = "account"
-    method = "reqAccountUpdates"
-    type_name = "account"
     unkeyed = ("updateAccountValue", "updatePortfolio", "updateAccountTime",
                "accountDownloadEnd")
     ready_on = "accountDownloadEnd"
-    needs_contract = False
-    params = {"account": ""}
 
     def request(self, stream: Stream) -> dict[str, Any]:
         return {"subscribe": True, "acctCode": stream.params["account"]}
 
     def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
-        return "reqAccountUpdates", {"subscribe": False, "acctCode": stream.params["account"]}
+        method, args = super().cancel(stream)  # reqAccountUpdates(subscribe=False)
+        return method, {**args, "acctCode": stream.params["account"]}
 
     def on_event(self, stream: Stream, event: Event) -> None:
         d = event.data
@@ -400,18 +369,11 @@ class Account(Kind):
 
 class Positions(Kind):
     name = "positions"
-    method = "reqPositions"
-    type_name = "position"
     unkeyed = ("position", "positionEnd")
     ready_on = "positionEnd"
-    needs_contract = False
-    params = {"account": ""}
 
     def request(self, stream: Stream) -> dict[str, Any]:
         return {}
-
-    def cancel(self, stream: Stream) -> tuple[str, dict[str, Any]]:
-        return "cancelPositions", {}
 
     def on_event(self, stream: Stream, event: Event) -> None:
         if event.name != "position" or event.data["account"] != stream.params["account"]:
@@ -420,7 +382,3 @@ class Positions(Kind):
         positions = stream.image.setdefault("positions", {})
         positions[str(d["contract"].get("conId"))] = d
         _publish(stream, {"type": "position", **d}, self.publisher)
-
-
-KINDS: tuple[type[Kind], ...] = (Ticks, TickByTick, Bars, HistoricalBars, Depth, PnL, PnLSingle,
-                                 Account, Positions)

@@ -27,11 +27,14 @@ def notify(message: str, environ: dict[str, str] | None = None) -> bool:
     if address.startswith("@"):  # an abstract socket
         address = "\0" + address[1:]
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Non-blocking: a reader that stops reading (its queue holds a few datagrams) must cost
+        # a lost ping, never the event loop (a blocking send stalled the daemon for good).
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC |
+                           socket.SOCK_NONBLOCK) as sock:
             sock.connect(address)
-            sock.sendall(message.encode())
+            sock.send(message.encode())
         return True
-    except OSError as exc:
+    except OSError as exc:  # BlockingIOError included
         log.debug("sd_notify %s: %r", address, exc)
         return False
 

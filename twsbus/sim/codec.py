@@ -5,12 +5,15 @@ Up to version 200 a message is its numeric id and fields as NUL-terminated text 
 bytes; an id above 200 (id + 200) carries a protobuf body instead of text. Which messages are
 protobuf depends on the version: requests switch when IB's client switches them (``pb_requests``),
 replies when TWS does, family by family (``REPLIES`` below: 201 errors and executions, 203
-orders, 205 contract data, 206 market data, 207 accounts and positions, 208 historical data,
-210 PnL, 213 the session's own messages; the nested ones in ``pb_replies``). A reply without a
-protobuf form here goes as text with a binary id, which IB's decoder reads at any version.
+orders, 205 contract data, 206 market data with depth and option computations, 207 accounts and
+positions, 208 historical data, 209 news, 210 scanner, fundamentals and PnL, 212 reference data,
+213 the session's own messages and the depth exchanges; the nested ones in ``pb_replies`` and
+``pb_reference``). A reply without a protobuf form here (none the simulator sends today) would go
+as text with a binary id, which IB's decoder reads at any version.
 
 Handlers keep writing text fields in the version-200 layout; this module turns those into the
-protobuf message field by field, with IB's generated schemas (imported on first use).
+protobuf message field by field, with IB's generated schemas (imported on first use). What a
+version changes in the values themselves (time stamps, volume units, odd lots) is ``values``.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import importlib
 import os
 from typing import Any
 
-from twsbus.sim import pb_replies, wire
+from twsbus.sim import pb_reference, pb_replies, wire
 from twsbus.sim.msgids import ToClient
 
 PROTOBUF_FROM = 201
@@ -65,14 +68,25 @@ REPLIES: dict[int, tuple[str, int, int, tuple[str, ...]]] = {
     T.ACCOUNT_UPDATE_MULTI_END: ("AccountUpdateMultiEnd", 207, 2, ("reqId",)),
     T.HISTORICAL_DATA_END: ("HistoricalDataEnd", 208, 1, ("reqId", "startDateStr", "endDateStr")),
     T.HEAD_TIMESTAMP: ("HeadTimestamp", 208, 1, ("reqId", "headTimestamp")),
+    T.NEWS_ARTICLE: ("NewsArticle", 209, 1, ("reqId", "articleType", "articleText")),
+    T.HISTORICAL_NEWS: ("HistoricalNews", 209, 1,
+                        ("reqId", "time", "providerCode", "articleId", "headline")),
+    T.HISTORICAL_NEWS_END: ("HistoricalNewsEnd", 209, 1, ("reqId", "hasMore")),
+    T.SCANNER_PARAMETERS: ("ScannerParameters", 210, 2, ("xml",)),
+    T.FUNDAMENTAL_DATA: ("FundamentalsData", 210, 2, ("reqId", "data")),
     T.PNL: ("PnL", 210, 1, ("reqId", "dailyPnL", "unrealizedPnL", "realizedPnL")),
     T.PNL_SINGLE: ("PnLSingle", 210, 1,
                    ("reqId", "position", "dailyPnL", "unrealizedPnL", "realizedPnL", "value")),
+    T.SECURITY_DEFINITION_OPTION_PARAMETER_END: ("SecDefOptParameterEnd", 212, 1, ("reqId",)),
+    T.USER_INFO: ("UserInfo", 212, 1, ("reqId", "whiteBrandingId")),
     T.NEXT_VALID_ID: ("NextValidId", 213, 2, ("orderId",)),
     T.CURRENT_TIME: ("CurrentTime", 213, 2, ("currentTime",)),
     T.CURRENT_TIME_IN_MILLIS: ("CurrentTimeInMillis", 213, 1, ("currentTimeInMillis",)),
 }
 
+
+#: Replies with nested or repeated fields: reply id -> (protobuf message, first version, encoder).
+NESTED = {**pb_replies.NESTED, **pb_reference.NESTED}
 
 #: Replies built from a model rather than from their text fields (``order_encoding.ModelRow``).
 MODEL_REPLIES: dict[int, tuple[str, int]] = {
@@ -100,7 +114,7 @@ def warm_up() -> None:
     import costs tens of milliseconds, which would delay that session's startApi answer."""
     from twsbus.sim import pb_requests
 
-    for schema, *_ in (*REPLIES.values(), *pb_replies.NESTED.values(),
+    for schema, *_ in (*REPLIES.values(), *NESTED.values(),
                        *MODEL_REPLIES.values()):
         _schema(schema)
     pb_requests.warm_up()
@@ -108,7 +122,7 @@ def warm_up() -> None:
 
 def is_protobuf(version: int, msg_id: int) -> bool:
     """Whether the reply ``msg_id`` goes as protobuf at ``version``."""
-    entry = REPLIES.get(msg_id) or pb_replies.NESTED.get(msg_id) or MODEL_REPLIES.get(msg_id)
+    entry = REPLIES.get(msg_id) or NESTED.get(msg_id) or MODEL_REPLIES.get(msg_id)
     return entry is not None and version >= entry[1]
 
 
@@ -126,7 +140,7 @@ def encode(version: int, fields: tuple[object, ...] | list[object]) -> bytes:
     if model is not None and build is not None and version >= model[1]:
         body = bytes(build(_schema(model[0])()).SerializeToString())
         return wire.frame((msg_id + PROTOBUF_MSG_ID).to_bytes(4, "big") + body)
-    nested = pb_replies.NESTED.get(msg_id)
+    nested = NESTED.get(msg_id)
     if nested is not None and version >= nested[1]:
         body = pb_replies.encode(_schema(nested[0])(), nested[2], fields)
         return wire.frame((msg_id + PROTOBUF_MSG_ID).to_bytes(4, "big") + body)

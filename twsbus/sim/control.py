@@ -12,6 +12,7 @@ switches here. Routes:
 ``POST /farm``             ``{"code": 2103}``: send a farm / connectivity status message
 ``POST /restart``          ``{"seconds": 5}``: drop everyone, refuse connections for N seconds
 ``POST /config``           ``{"enforce_pacing": false, "line_limit": 5, ...}``: change settings
+                           (``hist_*``: IB's historical-data limits, see ``histrules``)
 ``POST /faults``           ``{"ignore": ["REQ_HISTORICAL_DATA"], "delay": {"REQ_CONTRACT_DATA":
                            0.5}}``: leave requests unanswered, or answer them late
 ``POST /blast``            ``{"conId": 265598, "count": 100000}``: send N prebuilt ticks to
@@ -49,8 +50,10 @@ switches here. Routes:
 ``POST /config`` also takes the order switches ``{"partial_fills": false}`` (orders larger
 than the touch fill in one execution) and ``{"rollback_next_valid_id": true}`` (each new
 connection is told nextValidId 1). ``GET /state`` counts orders under ``"orders"`` (placed,
-modified, cancelled, rejected, duplicate_id_errors, manual, executions) and handler failures
-under ``"handler_errors"``.
+modified, cancelled, rejected, duplicate_id_errors, manual, executions), handler failures
+under ``"handler_errors"``, and the historical-data limits under ``"historical"`` (the ``hist_*``
+settings, ``accepted``, ``open``, ``peak_open``, ``window_used``, ``violations`` and
+``by_rule``: window, identical, burst, open).
 
 Every answer is JSON; errors are ``{"error": "..."}`` with status 400, or 404 for an unknown
 route or order.
@@ -67,6 +70,7 @@ from typing import Any
 
 import msgspec
 
+from twsbus.sim import histrules
 from twsbus.sim.orders import UnknownOrder
 from twsbus.sim.server import Faults, SimConfig, Simulator
 from twsbus.sim.wire import UNSET_DOUBLE
@@ -135,9 +139,19 @@ class ControlServer:
 
 
 def _config(sim: Simulator, args: dict[str, Any]) -> Any:
-    merged = msgspec.to_builtins(sim.config) | args
+    hist = {k: v for k, v in args.items() if k.startswith("hist_")}
+    merged = msgspec.to_builtins(sim.config) | {k: v for k, v in args.items() if k not in hist}
     sim.config = msgspec.convert(merged, SimConfig)
-    return msgspec.to_builtins(sim.config)
+    return msgspec.to_builtins(sim.config) | histrules.configure(sim, **hist)
+
+
+def _state(sim: Simulator, args: dict[str, Any]) -> Any:
+    return sim.state() | {"historical": histrules.state(sim)}
+
+
+def _reset(sim: Simulator, args: dict[str, Any]) -> Any:
+    sim.stats.reset()
+    histrules.book(sim).reset()
 
 
 def _faults(sim: Simulator, args: dict[str, Any]) -> Any:
@@ -153,9 +167,11 @@ def _restart(sim: Simulator, args: dict[str, Any]) -> Any:
 
 
 def _blast(sim: Simulator, args: dict[str, Any]) -> Any:
-    from twsbus.sim.h_market import blast
+    from twsbus.sim.loadgen import blast
 
-    return blast(sim, int(args["conId"]), int(args.get("count", 100_000)))
+    # kind "ticks" (tickPrice frames to market-data subscribers) or "tbt" (tick-by-tick trades)
+    return blast(sim, int(args["conId"]), int(args.get("count", 100_000)),
+                 str(args.get("kind", "ticks")))
 
 
 def _pace(sim: Simulator, args: dict[str, Any]) -> Any:
@@ -214,8 +230,8 @@ def _manual_order(sim: Simulator, args: dict[str, Any]) -> Any:
 
 
 ROUTES: dict[tuple[str, str], Route] = {
-    ("GET", "/state"): lambda sim, _: sim.state(),
-    ("POST", "/reset"): lambda sim, _: sim.stats.reset(),
+    ("GET", "/state"): _state,
+    ("POST", "/reset"): _reset,
     ("POST", "/drop"): lambda sim, _: {"dropped": sim.drop_all()},
     ("POST", "/silent"): lambda sim, a: sim.set_silent(bool(a.get("on", True))),
     ("POST", "/farm"): lambda sim, a: sim.farm_status(int(a["code"]), a.get("message")),

@@ -15,12 +15,14 @@ import time
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from twsbus.sim import histrules
 from twsbus.sim.contracts import read_contract, resolve_one
 from twsbus.sim.market import Bar, HistTick, Quote, tick_decimals
 from twsbus.sim.msgids import FromClient, ToClient
 from twsbus.sim.registry import handles
 from twsbus.sim.session import ClientSession, Subscription
 from twsbus.sim.universe import Instrument
+from twsbus.sim.values import utc_stamp
 from twsbus.sim.wire import Fields
 
 MIN_SERVER_VER_TRADING_CLASS = 68
@@ -44,7 +46,7 @@ MAX_BARS = 50_000
 HEAD_DATES = {265598: "19801212", 272093: "19860313", 8314: "19620102", 76792991: "20100629",
               3691937: "19970515", 4815747: "19990122", 208813719: "20040819",
               756733: "19930129", 12087792: "20050301"}
-_TIME_RE = re.compile(r"^(\d{8})(?:([ -]+)(\d{1,2}):(\d{2}):(\d{2}))?(?:\s+(\S+))?$")
+_TIME_RE = re.compile(r"^(\d{8})(?:([ -]+)(\d{1,2}):(\d{2}):(\d{2}))?Z?(?:\s+(\S+))?$")
 
 
 def _size(s: ClientSession, size: float) -> float | int:
@@ -224,6 +226,19 @@ def req_historical_data(s: ClientSession, f: Fields) -> None:
     if amount * DURATION_SECONDS[unit] // bar > MAX_BARS:
         _hmds(s, req_id, "Time length exceed max.")
         return
+    identity = ("bars", inst.con_id, end_text.strip(), bar, duration, rth, what, fmt, keep)
+    histrules.gate(s, req_id, identity, _burst_key(spec, inst, what), what,
+                   lambda: _send_bars(s, req_id, inst, end, amount, unit, bar, rth, what, fmt,
+                                      keep))
+
+
+def _burst_key(spec: dict[str, Any], inst: Instrument, what: str) -> tuple[int, str, str]:
+    """IB's "same contract, exchange and tick type"."""
+    return inst.con_id, str(spec.get("exchange") or inst.exchange), what
+
+
+def _send_bars(s: ClientSession, req_id: int, inst: Instrument, end: int, amount: int, unit: str,
+               bar: int, rth: bool, what: str, fmt: int, keep: bool) -> None:
     starts = _bar_starts(inst, end, amount, unit, bar, rth)
     if what == "SCHEDULE":
         _send_schedule(s, req_id, inst, end, amount, unit, rth)
@@ -332,8 +347,9 @@ def req_head_timestamp(s: ClientSession, f: Fields) -> None:
     day = HEAD_DATES.get(inst.con_id) or (inst.expiry and str(int(inst.expiry[:4]) - 2) +
                                           inst.expiry[4:8]) or "20040102"
     t = parse_time(f"{day} 09:30:00", inst.time_zone) or 0
-    stamp = str(t) if fmt == 2 else f"{dt.datetime.fromtimestamp(t, dt.UTC):%Y%m%d-%H:%M:%S}"
-    s.send(ToClient.HEAD_TIMESTAMP, req_id, stamp)
+    stamp = str(t) if fmt == 2 else utc_stamp(s.version, t)
+    histrules.gate(s, req_id, ("head", inst.con_id, what, fmt), _burst_key(spec, inst, what), what,
+                   lambda: s.send(ToClient.HEAD_TIMESTAMP, req_id, stamp))
 
 
 @handles(FromClient.CANCEL_HEAD_TIMESTAMP)
@@ -360,7 +376,8 @@ def req_histogram_data(s: ClientSession, f: Fields) -> None:
     out: list[object] = [ToClient.HISTOGRAM_DATA, req_id, len(points)]
     for price, size in points:
         out += [price, _size(s, size)]
-    s.send(*out)
+    histrules.gate(s, req_id, ("histogram", inst.con_id, period), _burst_key(spec, inst, "TRADES"),
+                   "TRADES", lambda: s.send(*out))
 
 
 @handles(FromClient.CANCEL_HISTOGRAM_DATA)
@@ -412,4 +429,6 @@ def req_historical_ticks(s: ClientSession, f: Fields) -> None:
         _invalid(s, req_id, "Date/time format is invalid: expected 'yyyymmdd hh:mm:ss [tz]'")
         return
     ticks = s.sim.market.hist_ticks(inst.con_id, anchor, max(0, min(count, 1000)), forward)
-    send_hist_ticks(s, req_id, what, ticks, done=True)
+    histrules.gate(s, req_id, ("ticks", inst.con_id, start_text, end_text, count, what),
+                   _burst_key(spec, inst, what), what,
+                   lambda: send_hist_ticks(s, req_id, what, ticks, done=True))

@@ -1,9 +1,10 @@
 """Streaming market data: top of book (reqMktData and snapshots), the market data type,
-tick-by-tick, 5-second real-time bars, depth (L1 and SMART L2) with the exchanges list, and the
-benchmark ``blast``. Each stream is a session subscription (kinds "mkt_data", "tbt", "rt_bars",
-"depth") whose task reads the shared tape through ``Market.advance`` every ``tick_interval`` and
-sends what changed, laid out for the session's server version. Historical requests live in
-``h_history``.
+tick-by-tick, 5-second real-time bars, and depth (L1 and SMART L2) with the exchanges list. Each
+stream is a session subscription (kinds "mkt_data", "tbt", "rt_bars", "depth") whose task reads
+the shared tape through ``Market.advance`` every ``tick_interval`` and sends what changed, laid
+out for the session's server version (``values`` for what a version changes in the values).
+Historical requests live in ``h_history``; the benchmark load generator (blast, pace) in
+``loadgen``.
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ import time
 import weakref
 from typing import Any
 
-from twsbus.sim import wire
-from twsbus.sim.codec import PROTOBUF_FROM
+from twsbus.sim import values, wire
 from twsbus.sim.contracts import read_contract, resolve_one
 from twsbus.sim.h_history import send_hist_ticks
-from twsbus.sim.market import BookRow, Quote, tick_decimals, venues
+from twsbus.sim.loadgen import PACE_STATE, blast, pace  # noqa: F401 (control.py's imports)
+from twsbus.sim.market import BookRow, Quote, tick_decimals, tick_round, venues
 from twsbus.sim.msgids import FromClient, ToClient
 from twsbus.sim.registry import handles
-from twsbus.sim.server import Simulator
-from twsbus.sim.session import ClientSession, SessionState, Subscription
+from twsbus.sim.session import ClientSession, Subscription
 from twsbus.sim.universe import Instrument
+from twsbus.sim.values import size_field
 from twsbus.sim.wire import Fields
 
 MIN_SERVER_VER_DELTA_NEUTRAL = 40
@@ -62,8 +63,7 @@ _DATA_TYPE: weakref.WeakKeyDictionary[ClientSession, int] = weakref.WeakKeyDicti
 
 
 def _size(s: ClientSession, size: float) -> float | int:
-    """Sizes are decimals from server version 163; before, clients parse them as integers."""
-    return size if s.version >= 163 else int(size)
+    return size_field(s.version, size)
 
 
 def _duplicate(s: ClientSession, req_id: int) -> bool:
@@ -107,8 +107,10 @@ class _Ticker:
         self.sent[tick_type] = price
 
     def size(self, tick_type: int, size: float) -> None:
-        self.s.send(ToClient.TICK_SIZE, 6, self.req_id, self._tt(tick_type), _size(self.s, size))
         self.sent[tick_type] = size
+        if tick_type in values.VOLUME_TICKS:  # lots of 100 for US stocks before 220
+            size = values.volume(self.s.version, self.inst.sec_type, self.inst.currency, size)
+        self.s.send(ToClient.TICK_SIZE, 6, self.req_id, self._tt(tick_type), _size(self.s, size))
 
     def string(self, tick_type: int, value: str) -> None:
         self.s.send(ToClient.TICK_STRING, 6, self.req_id, self._tt(tick_type), value)
@@ -134,12 +136,35 @@ class _Ticker:
         if 165 in self.generic:
             # 13/26/52-week lows and highs, then average volume
             for k, (lo, hi) in enumerate(((0.93, 1.06), (0.88, 1.1), (0.8, 1.18))):
-                self.price(15 + 2 * k, _tick_round(q.close * lo, inst.min_tick))
-                self.price(16 + 2 * k, _tick_round(q.close * hi, inst.min_tick))
+                self.price(15 + 2 * k, tick_round(q.close * lo, inst.min_tick))
+                self.price(16 + 2 * k, tick_round(q.close * hi, inst.min_tick))
             self.size(21, q.volume * 9)
         if 236 in self.generic:
             self.generic_tick(SHORTABLE, 3.0)  # > 2.5: shares available to short
         self.steps = q.steps
+        self.odd_lots(q)
+
+    def odd_lots(self, q: Quote) -> None:
+        """The odd-lot quote (generic tick 787, from 225): inside the round-lot one by a tick
+        when the spread allows, for 1-99 shares, on NASDAQ (Q) and ARCA (P); what changed."""
+        if values.ODD_LOT_GENERIC_TICK not in self.generic:
+            return
+        tick = self.inst.min_tick
+        inside = q.ask - q.bid > 2 * tick + 1e-9
+        bid = tick_round(q.bid + tick, tick) if inside else q.bid
+        ask = tick_round(q.ask - tick, tick) if inside else q.ask
+        bid_size, ask_size = 1 + q.steps * 37 % 99, 1 + q.steps * 53 % 99
+        first = values.ODD_LOT_BID not in self.sent
+        for tick_type, value in ((values.ODD_LOT_BID, bid), (values.ODD_LOT_ASK, ask)):
+            if self.sent.get(tick_type) != value:
+                self.price(tick_type, value)
+        for tick_type, size in ((values.ODD_LOT_BID_SIZE, bid_size),
+                                (values.ODD_LOT_ASK_SIZE, ask_size)):
+            if self.sent.get(tick_type) != size:
+                self.size(tick_type, size)
+        if first:
+            self.string(values.ODD_LOT_BID_EXCH, "Q")
+            self.string(values.ODD_LOT_ASK_EXCH, "P")
 
     def update(self, q: Quote) -> None:
         for tick_type, size_type, price, size in ((BID, BID_SIZE, q.bid, q.bid_size),
@@ -162,19 +187,23 @@ class _Ticker:
         for tick_type, value in ((HIGH, q.high), (LOW, q.low)):
             if self.sent.get(tick_type) != value:
                 self.price(tick_type, value)
+        self.odd_lots(q)
 
 
-def _tick_round(price: float, tick: float) -> float:
-    return round(round(price / tick) * tick, tick_decimals(tick))
+def _legal_generic(version: int) -> set[int]:
+    """The generic ticks TWS accepts at ``version`` (odd-lot quotes, 787, from 225)."""
+    if values.odd_lots_supported(version):
+        return GENERIC_TICKS | {values.ODD_LOT_GENERIC_TICK}
+    return GENERIC_TICKS
 
 
-def _parse_generic(text: str) -> tuple[set[int], list[str]]:
+def _parse_generic(text: str, legal: set[int]) -> tuple[set[int], list[str]]:
     ticks, bad = set(), []
     for item in text.split(","):
         item = item.strip().split(":", 1)[0]
         if not item or item == "mdoff":
             continue
-        if item.isdigit() and int(item) in GENERIC_TICKS:
+        if item.isdigit() and int(item) in legal:
             ticks.add(int(item))
         else:
             bad.append(item)
@@ -200,9 +229,9 @@ def req_mkt_data(s: ClientSession, f: Fields) -> None:
     inst = resolve_one(s, req_id, spec)
     if inst is None:
         return
-    generic, bad = _parse_generic(generic_text)
+    generic, bad = _parse_generic(generic_text, _legal_generic(s.version))
     if bad:
-        legal = ",".join(str(t) for t in sorted(GENERIC_TICKS))
+        legal = ",".join(str(t) for t in sorted(_legal_generic(s.version)))
         s.error(req_id, 321, "Error validating request.-'bW' : cause - Incorrect generic tick "
                 f"list of {','.join(bad)}.  Legal ones for ({inst.sec_type}) are: {legal}")
         return
@@ -329,7 +358,7 @@ def req_real_time_bars(s: ClientSession, f: Fields) -> None:
     market, tick = s.sim.market, inst.min_tick
 
     def price_of(q: Quote) -> float:
-        return {"BID": q.bid, "ASK": q.ask, "MIDPOINT": _tick_round(q.mid, tick / 2)}.get(
+        return {"BID": q.bid, "ASK": q.ask, "MIDPOINT": tick_round(q.mid, tick / 2)}.get(
             what, q.last)
 
     async def run(sub: Subscription) -> None:
@@ -449,156 +478,3 @@ def req_mkt_depth(s: ClientSession, f: Fields) -> None:
 def cancel_mkt_depth(s: ClientSession, f: Fields) -> None:
     f.int()  # version
     s.close_sub(f.int(), "depth")
-
-
-# ---- blast ------------------------------------------------------------------------------------
-
-BLAST_DISTINCT = 1000
-BLAST_CHUNK = 256 * 1024
-
-
-def blast(sim: Simulator, con_id: int, count: int) -> dict[str, int]:
-    """Send ``count`` prebuilt tickPrice frames to every market-data subscriber of ``con_id``
-    as fast as their sockets drain, then a LAST_TIMESTAMP tickString "blast-end"."""
-    targets: list[tuple[ClientSession, Subscription]] = []
-    for s in sim.ready_sessions():
-        sub = next((x for x in s.subs_of("mkt_data") if x.con_id == con_id), None)
-        if sub is not None:
-            sub.params["paused"] = True  # regular ticks would interleave with the burst
-            targets.append((s, sub))
-    if targets:
-        q = sim.market.quote(con_id)
-        tick = sim.universe.by_con_id[con_id].min_tick
-        for s, sub in targets:
-            sim.spawn(_blast_one(s, sub, q, tick, count))
-    return {"sessions": len(targets), "count": count}
-
-
-async def _blast_one(s: ClientSession, sub: Subscription, q: Quote, tick: float,
-                     count: int) -> None:
-    # One block of distinct frames, repeated: a million ticks cost one join, not a million
-    # encodes. Chunks hold whole blocks so the session's other writes never split a frame.
-    frames = []
-    for i in range(BLAST_DISTINCT):
-        bid_side = i % 2 == 0
-        offset = (i // 2) % 50 * tick
-        price = _tick_round(q.bid - offset if bid_side else q.ask + offset, tick)
-        frames.append(s.encode((ToClient.TICK_PRICE, 6, sub.req_id, BID if bid_side else ASK,
-                                price, _size(s, 100 * (1 + i % 9)), 1)))
-    block = b"".join(frames)
-    per_chunk = max(1, BLAST_CHUNK // len(block))
-    chunk = block * per_chunk
-    full, rest = divmod(count, BLAST_DISTINCT)
-    try:
-        while full > 0 and s.state is SessionState.READY:
-            n = min(per_chunk, full)
-            s.send_raw(chunk if n == per_chunk else block * n)
-            full -= n
-            await s.drain()
-        s.send_raw(b"".join(frames[:rest]))
-        s.send(ToClient.TICK_STRING, 6, sub.req_id, LAST_TIMESTAMP, "blast-end")
-        await s.drain()
-    except ConnectionError:
-        pass
-    finally:
-        sub.params["paused"] = False
-
-
-# ---- pace -------------------------------------------------------------------------------------
-
-#: The paced sender wakes this often and sends every tick that has come due since.
-PACE_STEP = 0.0005
-#: Progress of the running (or last) paced send, per simulator: GET /pace reads it.
-PACE_STATE: weakref.WeakKeyDictionary[Simulator, dict[str, Any]] = weakref.WeakKeyDictionary()
-
-
-def pace(sim: Simulator, con_ids: list[int], rate: float, seconds: float) -> dict[str, Any]:
-    """Send ``rate`` ticks a second for ``seconds``, round-robin over ``con_ids``, to every
-    market-data subscriber of each. A tick is a tickPrice (BID, alternating between two prices so
-    it always changes) followed by a LAST_TIMESTAMP tickString carrying the send time in integer
-    nanoseconds (``time.time_ns()``), so a receiver can compute its latency. The regular ticks of
-    those subscriptions are paused meanwhile (their LAST_TIMESTAMP is in seconds)."""
-    if rate <= 0 or seconds <= 0:
-        raise ValueError("rate and seconds must be positive")
-    targets: dict[int, list[tuple[ClientSession, Subscription, float, float]]] = {}
-    for con_id in con_ids:
-        inst = sim.universe.by_con_id.get(con_id)
-        if inst is None:
-            continue
-        q = sim.market.quote(con_id)
-        lo = _tick_round(q.bid, inst.min_tick)
-        hi = _tick_round(q.bid - inst.min_tick, inst.min_tick)
-        for s in sim.ready_sessions():
-            for sub in s.subs_of("mkt_data"):
-                if sub.con_id == con_id:
-                    sub.params["paused"] = True
-                    targets.setdefault(con_id, []).append((s, sub, lo, hi))
-    order = [c for c in con_ids if c in targets]
-    total = int(rate * seconds)
-    state: dict[str, Any] = {"running": bool(order), "rate": rate, "seconds": seconds,
-                             "conIds": len(order), "count": total if order else 0, "sent": 0,
-                             "frames": 0, "elapsed": 0.0, "late": 0}
-    PACE_STATE[sim] = state
-    if order:
-        sim.spawn(_pace_run(sim, order, targets, rate, total, state))
-    return dict(state)
-
-
-class _PacedTarget:
-    """One subscription's paced frames, built once: the BID tickPrices (two prices, nine sizes)
-    and the LAST_TIMESTAMP tickString's fields before its value, which is the send time."""
-
-    __slots__ = ("prices", "req_id", "session", "stamp_head")
-
-    def __init__(self, s: ClientSession, sub: Subscription, lo: float, hi: float) -> None:
-        self.session = s
-        self.req_id = sub.req_id
-        self.prices = [s.encode((ToClient.TICK_PRICE, 6, sub.req_id, BID, price,
-                                 _size(s, 100 + k), 1)) for price in (lo, hi) for k in range(9)]
-        # On the text wire the stamp's frame is its head plus the time; otherwise encoded whole.
-        self.stamp_head = (wire.payload((ToClient.TICK_STRING, 6, sub.req_id, LAST_TIMESTAMP))
-                           if s.version < PROTOBUF_FROM else None)
-
-    def frames(self, odd: int, k: int) -> bytes:
-        if self.stamp_head is None:
-            return self.prices[9 * odd + k] + self.session.encode(
-                (ToClient.TICK_STRING, 6, self.req_id, LAST_TIMESTAMP, str(time.time_ns())))
-        return self.prices[9 * odd + k] + wire.frame(
-            self.stamp_head + str(time.time_ns()).encode() + b"\0")
-
-
-async def _pace_run(sim: Simulator, order: list[int],
-                    targets: dict[int, list[tuple[ClientSession, Subscription, float, float]]],
-                    rate: float, total: int, state: dict[str, Any]) -> None:
-    loop = asyncio.get_running_loop()
-    paced = {con_id: [_PacedTarget(*t) for t in ts] for con_id, ts in targets.items()}
-    start = loop.time()
-    sent = frames = 0
-    n = len(order)
-    try:
-        while sent < total:
-            due = min(total, int((loop.time() - start) * rate) + 1)
-            if due - sent > rate * 0.05:  # more than 50 ms behind: we cannot keep the rate
-                state["late"] += 1
-            batches: dict[ClientSession, list[bytes]] = {}
-            while sent < due:
-                odd = (sent // n) % 2
-                for target in paced[order[sent % n]]:
-                    if target.session.state is SessionState.READY:
-                        batches.setdefault(target.session, []).append(
-                            target.frames(odd, sent % 9))
-                        frames += 2
-                sent += 1
-            for s, parts in batches.items():  # one write per session per wake, like nats-py
-                s.send_raw(b"".join(parts))
-            state["sent"], state["frames"] = sent, frames
-            state["elapsed"] = loop.time() - start
-            next_due = start + sent / rate
-            await asyncio.sleep(max(0.0, min(PACE_STEP, next_due - loop.time())))
-    finally:
-        state["sent"], state["frames"] = sent, frames
-        state["elapsed"] = loop.time() - start
-        state["running"] = False
-        for subs in targets.values():
-            for _s, sub, _lo, _hi in subs:
-                sub.params["paused"] = False

@@ -390,12 +390,12 @@ def auto_open_orders(s: ClientSession, f: Fields) -> None:
 def completed_orders(s: ClientSession, f: Fields) -> None:
     api_only = f.bool()  # leave out orders entered by hand in TWS
     for o in s.sim.orders.completed_orders(api_only):
-        s.send_row(completed_order(s.version, o))
+        s.send_row(completed_order(s.version, o, s.sim.config.time_zone))
     s.send(ToClient.COMPLETED_ORDERS_END)
 
 
 def _filter_time(text: str) -> float | None:
-    """An ExecutionFilter time: "yyyymmdd hh:mm:ss [zone]" or UTC "yyyymmdd-hh:mm:ss"."""
+    """An ExecutionFilter time: "yyyymmdd hh:mm:ss [zone]" or UTC "yyyymmdd-hh:mm:ss[Z]"."""
     text = text.strip()
     if not text:
         return None
@@ -422,6 +422,6 @@ def executions(s: ClientSession, f: Fields) -> None:
         flt.last_n_days = None if days == UNSET_INTEGER else days
         flt.dates = {f.str() for _ in range(max(0, f.int()))}
     for fill in s.sim.orders.executions(flt):
-        s.send(*exec_details(s.version, req_id, fill))
+        s.send(*exec_details(s.version, req_id, fill, s.sim.config.time_zone))
         s.send(*commission_report(fill))
     s.send(ToClient.EXECUTION_DATA_END, 1, req_id)

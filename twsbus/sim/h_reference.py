@@ -1,6 +1,6 @@
 """Reference-data requests: contract details, symbol search, option chains, market rules, SMART
 components, family codes, scanner parameters, fundamental data, soft-dollar tiers, user info and
-the option calculator (implied volatility / option price).
+the option calculator (implied volatility / option price; its maths are ``optionmath``).
 
 All answers come from the universe (``sim.universe``) and, for the calculator, the market model;
 nothing here streams except the calculator requests, which stay registered until cancelled as at
@@ -10,12 +10,9 @@ that needs it.
 
 from __future__ import annotations
 
-import math
-import time
-from datetime import UTC, datetime
-
 from twsbus.sim.contracts import NO_SECURITY_DEFINITION, read_contract, resolve_one
 from twsbus.sim.msgids import FromClient, ToClient
+from twsbus.sim.optionmath import black_scholes, implied_vol, years_to
 from twsbus.sim.registry import handles
 from twsbus.sim.session import ClientSession
 from twsbus.sim.universe import Instrument
@@ -305,51 +302,7 @@ def req_user_info(s: ClientSession, f: Fields) -> None:
         s.send(ToClient.USER_INFO, f.int(), "")  # no white-branding id
 
 
-# ---- the option calculator ----------------------------------------------------------------
-
-RATE = 0.04
-
-
-def _years_to(expiry: str) -> float:
-    end = datetime.strptime(expiry + " 21:00", "%Y%m%d %H:%M").replace(tzinfo=UTC)
-    return max((end.timestamp() - time.time()) / (365.0 * 86400), 1.0 / 365)
-
-
-def _ncdf(x: float) -> float:
-    return 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
-
-
-def black_scholes(call: bool, spot: float, strike: float, t: float,
-                  vol: float) -> tuple[float, float, float, float, float]:
-    """(price, delta, gamma, vega, theta per day) without dividends."""
-    sq = math.sqrt(t)
-    d1 = (math.log(spot / strike) + (RATE + vol * vol / 2) * t) / (vol * sq)
-    d2 = d1 - vol * sq
-    pdf = math.exp(-d1 * d1 / 2) / math.sqrt(2 * math.pi)
-    disc = math.exp(-RATE * t)
-    if call:
-        price = spot * _ncdf(d1) - strike * disc * _ncdf(d2)
-        delta = _ncdf(d1)
-        theta = -spot * pdf * vol / (2 * sq) - RATE * strike * disc * _ncdf(d2)
-    else:
-        price = strike * disc * _ncdf(-d2) - spot * _ncdf(-d1)
-        delta = _ncdf(d1) - 1
-        theta = -spot * pdf * vol / (2 * sq) + RATE * strike * disc * _ncdf(-d2)
-    return price, delta, pdf / (spot * vol * sq), spot * pdf * sq / 100, theta / 365
-
-
-def implied_vol(call: bool, spot: float, strike: float, t: float, price: float) -> float | None:
-    lo, hi = 1e-4, 5.0
-    if not (black_scholes(call, spot, strike, t, lo)[0] <= price
-            <= black_scholes(call, spot, strike, t, hi)[0]):
-        return None
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if black_scholes(call, spot, strike, t, mid)[0] < price:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
+# ---- the option calculator (the maths: ``optionmath``) ---------------------------------------
 
 
 def _read_calc(s: ClientSession, f: Fields) -> tuple[int, Instrument | None, float, float]:
@@ -369,7 +322,7 @@ def _read_calc(s: ClientSession, f: Fields) -> tuple[int, Instrument | None, flo
 
 def _send_computation(s: ClientSession, req_id: int, vol: float | None, inst: Instrument,
                       spot: float) -> None:
-    t = _years_to(inst.expiry)
+    t = years_to(inst.expiry)
     if vol is None:
         greeks: list[float] = [-1.0, -2.0, -1.0, 0.0, -2.0, -2.0, -2.0]
     else:
@@ -391,7 +344,7 @@ def calc_implied_volatility(s: ClientSession, f: Fields) -> None:
     req_id, inst, option_price, spot = _read_calc(s, f)
     if inst is None:
         return
-    vol = implied_vol(inst.right == "C", spot, inst.strike, _years_to(inst.expiry), option_price)
+    vol = implied_vol(inst.right == "C", spot, inst.strike, years_to(inst.expiry), option_price)
     _send_computation(s, req_id, vol, inst, spot)
 
 

@@ -86,6 +86,11 @@ def tick_decimals(tick: float) -> int:
     return len(f"{tick:.10f}".rstrip("0").split(".")[1])
 
 
+def tick_round(price: float, tick: float) -> float:
+    """``price`` on the tick grid, with the tick's decimals (no binary-float tails)."""
+    return round(round(price / tick) * tick, tick_decimals(tick))
+
+
 class Market:
     def __init__(self, universe: Universe, seed: int) -> None:
         self.universe = universe

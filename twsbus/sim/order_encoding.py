@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from twsbus.sim.msgids import ToClient
+from twsbus.sim.values import utc_stamp
 from twsbus.sim.wire import UNSET_DOUBLE, UNSET_INTEGER
 
 if TYPE_CHECKING:
@@ -64,9 +65,12 @@ def qty(version: int, value: Decimal) -> str:
     return format(value.normalize(), "f")
 
 
-def tws_time(version: int, ts: float) -> str:
-    """An execution / completion time as TWS prints it (Eastern time; newer TWS names the zone)."""
-    stamp = datetime.fromtimestamp(ts, _EASTERN)
+def tws_time(version: int, ts: float, zone: str = "US/Eastern") -> str:
+    """An execution / completion time as TWS prints it, in its log-in time zone: a named zone
+    (newer TWS names it), or for UTC IB's ``yyyymmdd-hh:mm:ss`` form (``Z`` from 214)."""
+    if zone == "UTC":
+        return utc_stamp(version, ts)
+    stamp = datetime.fromtimestamp(ts, _EASTERN if zone == "US/Eastern" else ZoneInfo(zone))
     if version >= V_FRACTIONAL_SIZE:
         return stamp.strftime("%Y%m%d %H:%M:%S") + " US/Eastern"
     return stamp.strftime("%Y%m%d  %H:%M:%S")
@@ -287,7 +291,7 @@ def open_order(v: int, o: SimOrder) -> ModelRow:
 # ---- completedOrder ------------------------------------------------------------------------
 
 
-def completed_order(v: int, o: SimOrder) -> ModelRow:
+def completed_order(v: int, o: SimOrder, zone: str = "US/Eastern") -> ModelRow:
     p = o.p
     middle: Row = [*_box_and_range(o), p["displaySize"], p["sweepToFill"], p["allOrNone"],
                    p["minQty"], p["ocaType"], p["triggerMethod"]]
@@ -296,7 +300,7 @@ def completed_order(v: int, o: SimOrder) -> ModelRow:
                  p["isOmsContainer"], "",  # autoCancelDate
                  qty(v, o.filled), 0, p["autoCancelParent"], "",  # refFuturesConId, shareholder
                  p["imbalanceOnly"], False, o.parent_perm_id,  # routeMarketableToBbo
-                 tws_time(v, o.completed_at or time.time()), o.completed_status]
+                 tws_time(v, o.completed_at or time.time(), zone), o.completed_status]
     row: Row = [
         ToClient.COMPLETED_ORDER, *_contract(o), *_basics(v, o), o.perm_id,
         *_rth_and_discretion(o), *_allocation(v, o), *_terms(o), *middle,
@@ -308,7 +312,7 @@ def completed_order(v: int, o: SimOrder) -> ModelRow:
         row.append("")
     from twsbus.sim import order_protobuf
 
-    return ModelRow(row, lambda message: order_protobuf.completed_order(v, o, message))
+    return ModelRow(row, lambda message: order_protobuf.completed_order(v, o, message, zone))
 
 
 # ---- status, executions, commissions -------------------------------------------------------
@@ -327,15 +331,15 @@ def execution_exchange(inst: Instrument) -> str:
     return inst.primary_exchange or inst.exchange
 
 
-def exec_details(v: int, req_id: int, fill: Fill) -> Row:
+def exec_details(v: int, req_id: int, fill: Fill, zone: str = "US/Eastern") -> Row:
     o, i = fill.order, fill.order.inst
     exchange = execution_exchange(i)
     row: Row = [
         ToClient.EXECUTION_DATA, req_id, o.order_id,
         i.con_id, i.symbol, i.sec_type, i.expiry, i.strike, i.right, i.multiplier, exchange,
         i.currency, i.local_symbol, i.trading_class,
-        fill.exec_id, tws_time(v, fill.time), o.account, exchange, fill.side, qty(v, fill.shares),
-        fill.price, o.perm_id, o.client_id, 0,  # liquidation
+        fill.exec_id, tws_time(v, fill.time, zone), o.account, exchange, fill.side,
+        qty(v, fill.shares), fill.price, o.perm_id, o.client_id, 0,  # liquidation
         qty(v, fill.cum_qty), fill.avg_price, o.p["orderRef"], "", UNSET_DOUBLE,  # evRule/-Mult
         o.p["modelCode"], 2,  # lastLiquidity: 2 = removed liquidity, as a marketable order does
     ]

@@ -5,7 +5,8 @@ the order model: ``OpenOrder`` / ``CompletedOrder`` with their ``Contract``, ``O
 The text forms (``order_encoding``) are flat rows whose sections depend on the order; here every
 attribute the client sent (``SimOrder.p``, keyed by IB's Order field names, which the schema
 shares) goes into the field of the same name, unset values stay absent, and booleans are written
-only when true, as IB's own client writes them. Order conditions are not carried yet.
+only when true, as IB's own client writes them; order conditions go from the text fields the
+client sent into ``OrderCondition`` messages.
 """
 
 from __future__ import annotations
@@ -62,6 +63,7 @@ def _order(message: Any, v: int, o: SimOrder, skip: frozenset[str] = _SKIP) -> N
             continue
         put(message, name, format(value.normalize(), "f") if isinstance(value, Decimal)
             else value)
+    _conditions(message, o)
     for name in _ZERO_WHEN_UNSET:
         if not message.HasField(name):
             setattr(message, name, 0)
@@ -70,6 +72,29 @@ def _order(message: Any, v: int, o: SimOrder, skip: frozenset[str] = _SKIP) -> N
     put(message, "permId", o.perm_id)
     put(message, "account", o.account)
     put(message, "totalQuantity", qty(v, o.p["totalQuantity"]))
+
+
+#: An order condition's text fields after its type and connector, by type (IB's layout: the
+#: operator and value first, then the contract): their protobuf names.
+_CONDITION_FIELDS = {
+    1: ("isMore", "price", "conId", "exchange", "triggerMethod"),  # price
+    3: ("isMore", "time"),  # time
+    4: ("isMore", "percent"),  # margin cushion
+    5: ("secType", "exchange", "symbol"),  # execution
+    6: ("isMore", "volume", "conId", "exchange"),  # volume
+    7: ("isMore", "changePercent", "conId", "exchange"),  # percent change
+}
+
+
+def _conditions(message: Any, o: SimOrder) -> None:
+    """The order's conditions, kept as the client wrote them on the text wire (type, connector,
+    fields), into ``Order.conditions``."""
+    for kind, connector, *fields in o.p.get("conditions") or []:
+        condition = message.conditions.add()
+        condition.type = int(kind)
+        condition.isConjunctionConnection = str(connector).lower() == "a"
+        for name, value in zip(_CONDITION_FIELDS.get(int(kind), ()), fields, strict=False):
+            put(condition, name, value)
 
 
 def _state(message: Any, o: SimOrder, commission: bool = True) -> None:
@@ -92,13 +117,13 @@ def open_order(v: int, o: SimOrder, message: Any) -> Any:
     return message
 
 
-def completed_order(v: int, o: SimOrder, message: Any) -> Any:
+def completed_order(v: int, o: SimOrder, message: Any, zone: str = "US/Eastern") -> Any:
     _contract(message.contract, o)
     _order(message.order, v, o, _SKIP | _NOT_COMPLETED)
     message.order.ClearField("orderId")  # a completed order is known by its permId
     put(message.order, "filledQuantity", qty(v, o.filled))
     put(message.order, "parentPermId", o.parent_perm_id)
     _state(message.orderState, o, commission=False)
-    put(message.orderState, "completedTime", tws_time(v, o.completed_at or time.time()))
+    put(message.orderState, "completedTime", tws_time(v, o.completed_at or time.time(), zone))
     put(message.orderState, "completedStatus", o.completed_status)
     return message

@@ -384,7 +384,7 @@ class OrderBook:
         self.sim.stats.orders["executions"] += 1
         self._apply_to_accounts(o, shares, price)
         for s in self._audience(o):
-            s.send(*enc.exec_details(s.version, -1, fill))
+            s.send(*enc.exec_details(s.version, -1, fill, self.sim.config.time_zone))
             s.send_row(enc.open_order(s.version, o))
             s.send(*enc.order_status(s.version, o))
             s.send(*enc.commission_report(fill))

@@ -4,8 +4,8 @@ positions, portfolio rows, bars and tick-by-tick ticks.
 Each encoder reads the version-200 text fields a handler wrote (after the message id) in order
 and fills IB's generated message, field by field; a field left empty on the text wire (IB's
 "unset") stays absent. ``codec`` calls these from the version the reply's family switched to
-protobuf. Flat replies are a table in ``codec``; openOrder and completedOrder still go as text
-with a binary id (IB's decoder reads those at any version).
+protobuf. Flat replies are a table in ``codec``, the other list-shaped ones ``pb_reference``;
+openOrder and completedOrder are built from the order model (``order_protobuf``).
 """
 
 from __future__ import annotations

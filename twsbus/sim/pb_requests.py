@@ -84,6 +84,13 @@ REQUESTS: dict[int, tuple[str, str, dict[str, str]]] = {
     F.REQ_NEWS_BULLETINS: ("NewsBulletinsRequest", "reqNewsBulletins", {"allMsgs": "allMessages"}),
     F.CANCEL_NEWS_BULLETINS: ("CancelNewsBulletins", "cancelNewsBulletins", {}),
     F.REQ_SCANNER_PARAMETERS: ("ScannerParametersRequest", "reqScannerParameters", {}),
+    # The filter and option tag lists travel inside the protobuf ScannerSubscription.
+    F.REQ_SCANNER_SUBSCRIPTION: ("ScannerSubscriptionRequest", "reqScannerSubscription", {
+        "subscription": "scannerSubscription",
+        "scannerSubscriptionOptions": "scannerSubscription.scannerSubscriptionOptions",
+        "scannerSubscriptionFilterOptions":
+            "scannerSubscription.scannerSubscriptionFilterOptions"}),
+    F.CANCEL_SCANNER_SUBSCRIPTION: ("CancelScannerSubscription", "cancelScannerSubscription", {}),
     F.REQ_FUNDAMENTAL_DATA: ("FundamentalsDataRequest", "reqFundamentalData",
                              {"fundamentalDataOptions": "fundamentalsDataOptions"}),
     F.CANCEL_FUNDAMENTAL_DATA: ("CancelFundamentalsData", "cancelFundamentalData", {}),
@@ -146,14 +153,15 @@ def _parameters(method: str) -> list[Any]:
 
 def _arguments(method: str, message: Any, renames: dict[str, str]) -> list[Any]:
     params = _parameters(method)
-    fields = message.DESCRIPTOR.fields_by_name
     args = []
     for param in params:
-        name = renames.get(param.name, param.name)
+        holder, _, name = renames.get(param.name, param.name).rpartition(".")
+        source = getattr(message, holder) if holder else message  # "a.b": b of a's message
+        fields = source.DESCRIPTOR.fields_by_name
         if name == "order":
             args.append(_order(message))
         elif name in fields:
-            args.append(_value(fields[name], getattr(message, name), message, name))
+            args.append(_value(fields[name], getattr(source, name), source, name))
         else:
             args.append(_default(param))
     return args
@@ -185,6 +193,10 @@ def _value(fd: Any, value: Any, message: Any, name: str) -> Any:
         from ibapi.execution import ExecutionFilter
 
         return _copy(ExecutionFilter(), value)
+    if kind == "ScannerSubscription":
+        from ibapi.scanner import ScannerSubscription
+
+        return _copy(ScannerSubscription(), value)
     if kind == "OrderCancel":
         from ibapi.order_cancel import OrderCancel
 
@@ -230,6 +242,10 @@ def _order(message: Any) -> Any:
         elif fd.message_type is not None:
             if fd.message_type.GetOptions().map_entry and value:
                 setattr(order, name, [TagValue(k, v) for k, v in value.items()])
+            elif name == "conditions" and value:
+                from ibapi.decoder_utils import decodeConditions
+
+                order.conditions = decodeConditions(proto)
         elif proto.HasField(name):
             current = getattr(order, name, None)
             setattr(order, name, Decimal(value) if isinstance(current, Decimal) else value)

@@ -41,6 +41,7 @@ def load_all() -> dict[int, Handler]:
         h_news,
         h_orders,
         h_reference,
+        h_scanner,
         h_session,
     )
 

@@ -60,6 +60,9 @@ class SimConfig(msgspec.Struct, kw_only=True):
     #: An order larger than the size at the touch fills in several executions, one matcher
     #: pass at a time; off, every order fills whole at the touch.
     partial_fills: bool = True
+    #: TWS's log-in time zone, in which it prints execution and completion times; "UTC" gives
+    #: IB's UTC form, yyyymmdd-hh:mm:ss (with a Z from server version 214).
+    time_zone: str = "US/Eastern"
     #: Every new connection resets nextValidId to 1 (a gateway that lost its settings); the
     #: order ids already used stay used (see orders.py).
     rollback_next_valid_id: bool = False

@@ -5,7 +5,8 @@
 ``data`` the remaining arguments by IB's parameter names, already plain (see objects.to_plain).
 Differences between ibapi 9.81 and 10.x are settled here: ``error`` gained errorTime and
 advancedOrderRejectJson, ``commissionReport`` became ``commissionAndFeesReport`` (its
-``commission`` field ``commissionAndFees``), sizes became Decimal, and 10.x's protobuf messages
+``commission`` field ``commissionAndFees``), sizes became Decimal, smartComponents is a list on
+the text wire and a map on the protobuf one, and 10.x's protobuf messages
 (server version 201+) raise a ``*ProtoBuf`` callback before the classic one: those are ignored.
 Downstream code sees one shape.
 """
@@ -35,7 +36,7 @@ Sink = Callable[[Event], None]
 _NOT_KEYED = frozenset({"nextValidId", "orderBound"})
 _RENAMES = {"commissionAndFeesReport": "commissionReport"}
 _SPECIAL = frozenset({"error", "commissionAndFeesReport", "commissionReport", "logAnswer",
-                      "tickPrice", "tickSize", "tickString", "tickGeneric"})
+                      "smartComponents", "tickPrice", "tickSize", "tickString", "tickGeneric"})
 
 
 class EventWrapper(EWrapper):
@@ -83,6 +84,17 @@ class EventWrapper(EWrapper):
     def tickGeneric(self, reqId: int, tickType: int, value: float) -> None:
         self.sink(Event("tickGeneric", reqId if reqId >= 0 else None, {
             "tickType": tickType, "field": field_name(tickType), "value": to_plain(value)}))
+
+    def smartComponents(self, reqId: int, smartComponentMap: Any) -> None:
+        # The text decoder hands a list of SmartComponent objects; the protobuf one (server
+        # version 212+) a {bitNumber: (exchange, exchangeLetter)} map. One shape: the list.
+        if isinstance(smartComponentMap, dict):
+            rows = [{"bitNumber": bit, "exchange": exchange, "exchangeLetter": letter}
+                    for bit, (exchange, letter) in sorted(smartComponentMap.items())]
+        else:
+            rows = to_plain(smartComponentMap)
+        self.sink(Event("smartComponents", reqId if reqId >= 0 else None,
+                        {"smartComponentMap": rows}))
 
     def logAnswer(self, fnName: Any, fnParams: Any) -> None:
         return None  # ibapi's debug logging hook: nothing to forward

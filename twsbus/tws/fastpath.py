@@ -1,8 +1,9 @@
-"""A faster decode of the hottest text messages: tickPrice, tickSize, tickString, tickGeneric.
+"""A faster decode of the hottest text messages: tickPrice, tickSize, tickString, tickGeneric,
+tickByTick.
 
 IB's decoder spends most of a tick's time in generic per-field helpers (a function call, a debug
 log call and a type dispatch per field) and builds a TickAttrib object nobody downstream reads.
-For the four top-of-book messages this module reads the fields directly and emits the very
+For these messages this module reads the fields directly and emits the very
 ``Event``s that ``EventWrapper`` would have produced from IB's decoder; tests check the two paths
 field for field over many frames with the installed ibapi. ``decode_fast`` takes a text frame's
 fields with its id (server version <= 200), ``decode_fast_binary`` the fields after a binary id
@@ -106,18 +107,50 @@ def _tick_generic(f: list[bytes], i: int, sink: Sink, version: int) -> None:
         "value": to_plain(float(f[i + 3]))}))
 
 
+def _tick_by_tick(f: list[bytes], i: int, sink: Sink, version: int) -> None:
+    # [reqId, tickType, time, ...] from index i (no version field); the shape was checked
+    req_id = int(f[i])
+    key = req_id if req_id >= 0 else None
+    tick_type = int(f[i + 1])
+    time = int(f[i + 2])
+    if tick_type in (1, 2):  # Last, AllLast: price, size, mask, exchange, specialConditions
+        mask = int(f[i + 5])
+        sink(Event("tickByTickAllLast", key, {
+            "tickType": tick_type, "time": time, "price": _price(f[i + 3]),
+            "size": _size(f[i + 4]),
+            "tickAttribLast": {"pastLimit": mask & 1 != 0, "unreported": mask & 2 != 0},
+            "exchange": f[i + 6].decode(), "specialConditions": f[i + 7].decode()}))
+    elif tick_type == 3:  # BidAsk: bid, ask, bidSize, askSize, mask
+        mask = int(f[i + 7])
+        sink(Event("tickByTickBidAsk", key, {
+            "time": time, "bidPrice": _price(f[i + 3]), "askPrice": _price(f[i + 4]),
+            "bidSize": _size(f[i + 5]), "askSize": _size(f[i + 6]),
+            "tickAttribBidAsk": {"bidPastLow": mask & 1 != 0, "askPastHigh": mask & 2 != 0}}))
+    else:  # MidPoint
+        sink(Event("tickByTickMidPoint", key, {"time": time, "midPoint": _price(f[i + 3])}))
+
+
+#: A tick-by-tick message's number of fields after its id, by its tick type (the shape varies).
+_TBT_FIELDS = {b"1": 8, b"2": 8, b"3": 8, b"4": 4}
+
 _Fast = tuple[int, Callable[[list[bytes], int, Sink, int], None]]
 #: message id -> (number of fields after the id, decoder)
 _BY_ID: dict[int, _Fast] = {1: (6, _tick_price), 2: (4, _tick_size), 46: (4, _tick_string),
-                            45: (4, _tick_generic)}
+                            45: (4, _tick_generic), 99: (0, _tick_by_tick)}
 _FAST: dict[bytes, _Fast] = {str(k).encode(): v for k, v in _BY_ID.items()}
+
+
+def _shape(entry: _Fast, fields: list[bytes], i: int) -> bool:
+    """Has the message exactly the fields ``entry`` reads (from index ``i``)?"""
+    count = entry[0] or (_TBT_FIELDS.get(fields[i + 1], -1) if len(fields) > i + 1 else -1)
+    return len(fields) == count + i
 
 
 def decode_fast(fields: list[bytes], sink: Sink, version: int) -> bool:
     """Emit the events of a hot message and return True; False leaves it to IB's decoder
     (including any frame whose shape is not exactly the one handled here)."""
     entry = _FAST.get(fields[0])
-    if entry is None or len(fields) != entry[0] + 1:
+    if entry is None or not _shape(entry, fields, 1):
         return False
     entry[1](fields, 1, sink, version)
     return True
@@ -127,7 +160,7 @@ def decode_fast_binary(msg_id: int, fields: list[bytes], sink: Sink, version: in
     """``decode_fast`` for a text frame of server version 201+: the id came as 4 binary bytes,
     ``fields`` are the ones after it."""
     entry = _BY_ID.get(msg_id)
-    if entry is None or len(fields) != entry[0]:
+    if entry is None or not _shape(entry, fields, 0):
         return False
     entry[1](fields, 0, sink, version)
     return True

@@ -2,14 +2,16 @@
 
 Outbound: ``call_args`` turns a query's validated arguments (msgspec structs, dicts, plain values)
 into the positional arguments of an ``EClient`` method, building IB's ``Contract``, ``Order``,
-``ExecutionFilter``, ``TagValue`` and ``OrderCancel`` objects, and filling parameters the
-installed ibapi has but the caller did not give (``orderCancel`` exists only in 10.x) with IB's
-defaults. Inbound: ``to_plain`` turns whatever a callback received (IB objects, Decimals, sets,
-IB's "unset" sentinels) into JSON-ready builtins under IB's own field names.
+``ExecutionFilter``, ``ScannerSubscription``, ``TagValue`` and ``OrderCancel`` objects, and
+filling parameters the installed ibapi has but the caller did not give (``orderCancel`` exists
+only in 10.x) with IB's defaults. Inbound: ``to_plain`` turns whatever a callback received (IB
+objects, Decimals, sets, IB's "unset" sentinels) into JSON-ready builtins under IB's own field
+names.
 """
 
 from __future__ import annotations
 
+import enum
 import functools
 import inspect
 import sys
@@ -22,6 +24,7 @@ from ibapi.client import EClient
 from ibapi.contract import Contract as IBContract
 from ibapi.execution import ExecutionFilter as IBExecutionFilter
 from ibapi.order import Order as IBOrder
+from ibapi.scanner import ScannerSubscription as IBScannerSubscription
 from ibapi.tag_value import TagValue as IBTagValue
 
 from twsbus import messages
@@ -63,6 +66,9 @@ def to_plain(value: Any) -> Any:
         if value == UNSET_DECIMAL or value.is_nan():
             return None
         return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, enum.Enum):  # 10.x's fund and exercise types: (code, description)
+        text = enum_text(value)
+        return None if text == "None" else text
     if isinstance(value, (list, tuple)):
         return [to_plain(v) for v in value]
     if isinstance(value, (set, frozenset)):
@@ -79,6 +85,15 @@ def to_plain(value: Any) -> Any:
             if plain is not None:
                 out[renames.get(k, k)] = plain
         return out
+    return str(value)
+
+
+def enum_text(member: enum.Enum) -> str:
+    """An ibapi enum member as published: its description (IB's values are (code, description)
+    tuples, or plain codes)."""
+    value = member.value
+    while isinstance(value, tuple) and value:
+        value = value[-1]
     return str(value)
 
 
@@ -122,6 +137,9 @@ def to_ib(value: Any, annotation: Any = None) -> Any:
         return contract(value)
     if isinstance(value, messages.ExecFilter):
         return _copy_onto(IBExecutionFilter(), msgspec.structs.asdict(value))
+    if isinstance(value, messages.ScannerSubscription):  # None fields stay at ibapi's unset
+        return _copy_onto(IBScannerSubscription(), {
+            k: v for k, v in msgspec.structs.asdict(value).items() if v is not None})
     if isinstance(value, messages.OrderCancel):
         if IBOrderCancel is None:
             return None

@@ -24,6 +24,8 @@ import enum
 import time
 from collections.abc import Callable, Iterable
 
+import msgspec
+
 from twsbus.errors import BudgetExhausted
 
 
@@ -91,6 +93,17 @@ class Ticket:
         return any(e.state is EntryState.WRITTEN for e in self.entries)
 
 
+class PacingStatistics(msgspec.Struct, frozen=True):
+    """A snapshot of the outbound queue (``PacedSender.statistics()``)."""
+
+    current: int  # waiting to be written
+    peak: int
+    sent: int
+    refused: int  # past the bound: the caller got 429
+    discarded: int  # queued for a connection that died: their request ids died with it
+    withdrawn: int  # taken back unsent: their callers had given up
+
+
 class PacedSender:
     """A bounded queue of framed messages drained through a token bucket."""
 
@@ -101,6 +114,8 @@ class PacedSender:
         self._queue: collections.deque[Entry] = collections.deque()
         self._live = 0  # entries still QUEUED (the deque also holds withdrawn ones)
         self._wakeup = asyncio.Event()
+        self._idle = asyncio.Event()  # set while nothing waits to be written
+        self._idle.set()
         self._write: Callable[[bytes], None] | None = None
         self.sent = 0
         self.peak = 0
@@ -111,6 +126,11 @@ class PacedSender:
     def __repr__(self) -> str:
         return (f"<PacedSender queued={self._live} peak={self.peak} sent={self.sent} "
                 f"withdrawn={self.withdrawn}>")
+
+    def statistics(self) -> PacingStatistics:
+        return PacingStatistics(current=self._live, peak=self.peak, sent=self.sent,
+                                refused=self.refused, discarded=self.discarded,
+                                withdrawn=self.withdrawn)
 
     @property
     def queued(self) -> int:
@@ -133,6 +153,7 @@ class PacedSender:
                 entry.message = b""
         self._queue.clear()
         self._live = 0
+        self._idle.set()
         self._wakeup.set()
 
     def send(self, message: bytes, *, first: bool = False) -> Entry:
@@ -150,6 +171,7 @@ class PacedSender:
         else:
             self._queue.append(entry)
         self._live += 1
+        self._idle.clear()
         if self._live > self.peak:
             self.peak = self._live
         if len(self._queue) > 2 * self.max_queue:
@@ -169,6 +191,8 @@ class PacedSender:
                 entry.message = b""
                 self._live -= 1
                 self.withdrawn += 1
+        if not self._live:
+            self._idle.set()
         return True
 
     def pump(self) -> float:
@@ -190,7 +214,12 @@ class PacedSender:
             write(entry.message)
             entry.message = b""
             self.sent += 1
+        self._idle.set()
         return 0.0
+
+    async def drained(self) -> None:
+        """Return once every queued message is written (or discarded with its connection)."""
+        await self._idle.wait()
 
     async def run(self) -> None:
         """Drain the queue forever (the owner cancels this task)."""

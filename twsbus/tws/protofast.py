@@ -1,11 +1,12 @@
-"""A faster decode of the hottest protobuf messages (server version 201+): the four tick messages.
+"""A faster decode of the hottest protobuf messages (server version 201+): the four top-of-book
+tick messages and tick-by-tick.
 
 From version 206 TWS sends tickPrice, tickSize, tickString and tickGeneric as protobuf (message
-ids 201, 202, 246, 245). IB's decoder parses them, calls a ``*ProtoBuf`` callback, builds a
-``Decimal`` size and a ``TickAttrib``, then the classic callback. Here the generated class parses
-the body (upb, in C) and the very ``Event``s ``EventWrapper`` would have produced are emitted
-directly; tests check the two paths field for field. The schemas are imported on first use:
-ibapi 9.81 has none, and never negotiates a protobuf version.
+ids 201, 202, 246, 245), from 208 tick-by-tick data (299). IB's decoder parses them, calls a
+``*ProtoBuf`` callback, builds ``Decimal`` sizes and attribute objects, then the classic callback.
+Here the generated class parses the body (upb, in C) and the very ``Event``s ``EventWrapper``
+would have produced are emitted directly; tests check the two paths field for field. The schemas
+are imported on first use: ibapi 9.81 has none, and never negotiates a protobuf version.
 """
 
 from __future__ import annotations
@@ -74,9 +75,45 @@ def _tick_generic(p: Any, sink: Sink) -> None:
             "tickType": tick_type, "field": field_name(tick_type), "value": value}))
 
 
+def _tick_by_tick(p: Any, sink: Sink) -> None:
+    req_id = p.reqId if p.HasField("reqId") else -1
+    key = req_id if req_id >= 0 else None
+    tick_type = p.tickType if p.HasField("tickType") else 0
+    # An absent scalar reads as its zero, which is also the default of IB's HistoricalTick*
+    # objects; only the sizes default differently (unset, not 0).
+    if tick_type in (1, 2):
+        if not p.HasField("historicalTickLast"):
+            return
+        t = p.historicalTickLast
+        a = t.tickAttribLast
+        sink(Event("tickByTickAllLast", key, {
+            "tickType": tick_type, "time": to_plain(t.time), "price": to_plain(t.price),
+            "size": _size(t.size) if t.HasField("size") else None,
+            "tickAttribLast": {"pastLimit": a.pastLimit, "unreported": a.unreported},
+            "exchange": t.exchange, "specialConditions": t.specialConditions}))
+    elif tick_type == 3:
+        if not p.HasField("historicalTickBidAsk"):
+            return
+        q = p.historicalTickBidAsk
+        a = q.tickAttribBidAsk
+        sink(Event("tickByTickBidAsk", key, {
+            "time": to_plain(q.time), "bidPrice": to_plain(q.priceBid),
+            "askPrice": to_plain(q.priceAsk),
+            "bidSize": _size(q.sizeBid) if q.HasField("sizeBid") else None,
+            "askSize": _size(q.sizeAsk) if q.HasField("sizeAsk") else None,
+            "tickAttribBidAsk": {"bidPastLow": a.bidPastLow, "askPastHigh": a.askPastHigh}}))
+    elif tick_type == 4:
+        if not p.HasField("historicalTickMidPoint"):
+            return
+        m = p.historicalTickMidPoint
+        sink(Event("tickByTickMidPoint", key, {"time": to_plain(m.time),
+                                               "midPoint": to_plain(m.price)}))
+
+
 @functools.cache
 def _table() -> dict[int, tuple[Any, Callable[[Any, Sink], None]]]:
     try:
+        from ibapi.protobuf.TickByTickData_pb2 import TickByTickData
         from ibapi.protobuf.TickGeneric_pb2 import TickGeneric
         from ibapi.protobuf.TickPrice_pb2 import TickPrice
         from ibapi.protobuf.TickSize_pb2 import TickSize
@@ -84,7 +121,8 @@ def _table() -> dict[int, tuple[Any, Callable[[Any, Sink], None]]]:
     except ImportError:  # ibapi 9.81: no protobuf messages at all
         return {}
     return {201: (TickPrice, _tick_price), 202: (TickSize, _tick_size),
-            246: (TickString, _tick_string), 245: (TickGeneric, _tick_generic)}
+            246: (TickString, _tick_string), 245: (TickGeneric, _tick_generic),
+            299: (TickByTickData, _tick_by_tick)}
 
 
 def decode_proto_fast(msg_id: int, body: bytes, sink: Sink) -> bool:

@@ -32,6 +32,7 @@ from ibapi.decoder import Decoder
 from twsbus.errors import BudgetExhausted, NotConnected
 from twsbus.tws.backoff import Backoff, Failure, Retry, Stage, classify
 from twsbus.tws.callbacks import Event, EventWrapper, Sink
+from twsbus.tws.codes import IbCode
 from twsbus.tws.fastpath import decode_fast, decode_fast_binary
 from twsbus.tws.objects import call_args
 from twsbus.tws.pacing import Entry, PacedSender, Ticket
@@ -245,10 +246,23 @@ class TwsSession:
         if self.protocol is not None:
             self.protocol.abort()
 
+    async def flush(self, timeout: float) -> bool:
+        """Wait until the paced sender has written every queued request (the cancels a shutdown
+        queues leave at the pacing rate), at most ``timeout`` seconds; False if some had not."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self.sender.drained()
+        except TimeoutError:
+            log.warning("%d request(s) still queued for TWS after %gs", self.sender.queued,
+                        timeout)
+            return False
+        return True
+
     async def close(self) -> None:
         self._closing = True
         self._set_state(TwsState.CLOSING)
-        self.drop()
+        if self.protocol is not None:  # what was written (the cancels) still goes out
+            self.protocol.close()
         self._lost.set()
         self._closed.set()
 
@@ -362,7 +376,10 @@ class TwsSession:
         self._ready.clear()
         self.sender.attach(None)
         if self.protocol is not None:
-            self.protocol.abort()
+            if self._closing:
+                self.protocol.close()  # a clean close keeps what is written; abort drops it
+            else:
+                self.protocol.abort()
             self.protocol = None
         self.client.setConnState(EClient.DISCONNECTED)
         if was_ready:
@@ -422,7 +439,7 @@ class TwsSession:
             self._ready.set()
         elif name == "managedAccounts":
             self.accounts = [a for a in str(event.data["accountsList"]).split(",") if a]
-        elif name == "error" and event.data["code"] == 326:
+        elif name == "error" and event.data["code"] == IbCode.CLIENT_ID_IN_USE:
             self.last_error = self._rejection = (
                 f"client id {self.config.client_id} is already in use: "
                 "set another with --client-id")

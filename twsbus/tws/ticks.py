@@ -26,3 +26,18 @@ def field_name(tick_type: int) -> str:
     if not name or name.upper() in ("NOTFOUND", "UNKNOWN"):
         return f"tick{tick_type}"
     return _camel(str(name))
+
+
+#: From this server version TWS sends US stocks' volume ticks in shares; before, in lots of 100
+#: (IB's tick types table: "US Stocks: multiplier 100"; ibapi's
+#: MIN_SERVER_VER_MARKET_DATA_VOLUMES_IN_SHARES).
+VOLUMES_IN_SHARES = 220
+#: The volume tick types: VOLUME, AVG_VOLUME, the 3/5/10-minute volumes, DELAYED_VOLUME.
+VOLUME_TICKS = frozenset({8, 21, 63, 64, 65, 74})
+
+
+def volume_scale(server_version: int | None, sec_type: str | None, currency: str | None) -> int:
+    """What to multiply a volume tick by so that it is in shares on every server version."""
+    if (server_version or VOLUMES_IN_SHARES) >= VOLUMES_IN_SHARES:
+        return 1
+    return 100 if sec_type == "STK" and currency == "USD" else 1

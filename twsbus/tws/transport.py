@@ -76,6 +76,11 @@ class TwsProtocol(asyncio.Protocol):
         if self.transport is not None:
             self.transport.abort()
 
+    def close(self) -> None:
+        """Close after what is written so far has gone out (abort drops it)."""
+        if self.transport is not None:
+            self.transport.close()
+
     async def handshake(self, min_version: int, max_version: int,
                         options: str = "") -> tuple[int, str]:
         spec = f"v{min_version}..{max_version}" + (f" {options}" if options else "")
