@@ -138,7 +138,8 @@ class Status(msgspec.Struct):
     lines: Budget
     depth: Budget
     pacing: Pacing
-    #: Scanner subscriptions open at once (TWS allows 10).
+    #: Tick-by-tick and scanner subscriptions open at once (TWS allows few of each).
+    tbt: Budget = msgspec.field(default_factory=lambda: Budget(used=0, max=0))
     scanner: Budget = msgspec.field(default_factory=lambda: Budget(used=0, max=0))
     subscriptions: list[SubscriptionInfo] = msgspec.field(default_factory=list)
     dropped: dict[str, int] = msgspec.field(default_factory=dict)

@@ -52,6 +52,9 @@ async def test_every_published_message_matches_its_struct(stack: Stack, nc: Clie
         assert reply.state == "ok", (kind, reply)
         msgspec.convert(reply.image, datamessages.IMAGES[kind])  # strict: unknown fields fail
         subjects[kind].append(reply.subject)
+    held = msgspec.json.decode((await nc.request("tws.req.status", b"{}", timeout=10)).data,
+                               type=Status)
+    assert (held.tbt.used, held.scanner.used) == (len(subjects["tbt"]), len(subjects["scanner"]))
 
     def data_of(kind: str) -> list[Any]:
         out = []

@@ -22,6 +22,7 @@ def test_end_times_are_read_in_their_zone_or_as_late_as_they_could_be() -> None:
     eastern = end_time("20261118 16:00:00 US/Eastern")
     assert eastern == dt.datetime(2026, 11, 18, 21, 0, tzinfo=dt.UTC).timestamp()
     assert end_time("20261118-21:00:00") == eastern  # the dash form is UTC
+    assert end_time("20261118-21:00:00Z") == eastern  # as TWS writes it from version 214
     naive = end_time("20261118 16:00:00")
     assert naive is not None and naive > eastern  # no zone: the latest it could mean
     assert end_time("") is None and end_time("yesterday") is None

@@ -18,16 +18,18 @@ import typer
 from twsbus.cli.app import app, fail, run_until_signal
 from twsbus.cli.catalog import unknown_kind
 from twsbus.cli.login import NatsTarget, nats_command
+from twsbus.subjects import surface
 
 
 @app.command()
 @nats_command
 def sub(
     kind: Annotated[str, typer.Argument(
-        help="ticks, tbt, bars, hist_bars, depth, pnl, pnl_single, account or positions")],
+        help=f"the kind: {', '.join(surface().subscriptions)}")],
     contract: Annotated[str | None, typer.Argument(
         help="a symbol (AAPL: a US stock on SMART), a conId (265598) or contract JSON; for "
-             "pnl, account and positions: the account (optional with one account)")] = None,
+             "pnl, account and positions: the account (optional with one account); for a "
+             "scanner: the scan code")] = None,
     param: Annotated[list[str] | None, typer.Option(
         "--param", "-p", help="a parameter of the kind, k=v (repeatable), e.g. "
                               "tickType=BidAsk, barSize='1 min', numRows=5")] = None,

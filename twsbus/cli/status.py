@@ -96,7 +96,8 @@ def summary(body: dict[str, Any]) -> list[str] | None:
                  f"{nats.get('reconnects', 0)}  restarts {nats.get('restarts', 0)}  "
                  f"slow consumers {_opt(nats.get('slow_consumers'))}"),
         ("lines", f"{st.lines.used}/{st.lines.max} used  depth {st.depth.used}/{st.depth.max}  "
-                  f"{len(st.subscriptions)} streams, "
+                  f"tick-by-tick {st.tbt.used}/{st.tbt.max}  scanners {st.scanner.used}/"
+                  f"{st.scanner.max}  {len(st.subscriptions)} streams, "
                   f"{sum(s.leases for s in st.subscriptions)} leases"),
     ]
     rows += [("", f"  {s.subject}  {s.kind}  {s.leases} leases  {s.state}")

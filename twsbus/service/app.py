@@ -389,6 +389,7 @@ class Daemon:
                          nextRetryIn=s.next_retry_in, probes=s.probes),
             lines=Budget(used=self.leases.lines_used, max=self.config.max_lines),
             depth=Budget(used=self.leases.depth_used, max=self.config.max_depth),
+            tbt=Budget(used=self.leases.used("tbt"), max=self.config.max_tbt),
             scanner=Budget(used=self.leases.used("scanner"), max=self.config.max_scanner),
             subscriptions=[
                 SubscriptionInfo(kind=st.kind.name, subject=st.subject, leases=len(st.leases),

@@ -25,7 +25,7 @@ HISTORICAL_CACHEABLE = frozenset({"historical_data", "historical_ticks", "head_t
 #: Reference ops kept for ``ref_cache_age`` (option chains ask for hundreds at once).
 REFERENCE_CACHEABLE = frozenset({"contract_details", "sec_def_opt_params"})
 
-_TIME_RE = re.compile(r"^(\d{8})(?:([ -]+)(\d{1,2}):(\d{2}):(\d{2}))?(?:\s+(\S+))?$")
+_TIME_RE = re.compile(r"^(\d{8})(?:([ -]+)(\d{1,2}):(\d{2}):(\d{2}))?Z?(?:\s+(\S+))?$")
 #: Without a time zone the instrument's own applies, which the daemon does not know: assume the
 #: latest one (UTC-12), so that "past" is never claimed too early.
 _WORST_OFFSET = 12 * 3600
