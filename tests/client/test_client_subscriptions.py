@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 import time
@@ -68,7 +69,10 @@ async def test_every_kind_yields_an_image_then_its_updates(
         bus: Client, stack: ClientStack, method: str, args: tuple[Any, ...], subject: str,
         update: str | None) -> None:
     account = stack.sim.call(lambda s: s.config.accounts[0])
-    async with getattr(bus, method)(*args) as sub:
+    # Account values move with the market of what the account holds (AAPL, SPY), and the
+    # simulator's market moves for instruments someone streams: stream AAPL meanwhile.
+    moving = bus.ticks("AAPL") if method == "account" else contextlib.nullcontext()
+    async with moving, getattr(bus, method)(*args) as sub:
         image = await sub.next()
         assert isinstance(image, Image) and image.subject == subject.format(account=account)
         assert image.data, "the image holds the stream's current state"

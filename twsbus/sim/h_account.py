@@ -209,14 +209,8 @@ def _refresh_account(s: ClientSession, sub: Subscription, *, full: bool = False)
 
 
 async def _run_account(s: ClientSession, sub: Subscription) -> None:
-    acct: Account = sub.params["account"]
     while True:
-        every = _interval(s.sim)
-        await asyncio.sleep(every)
-        # The account's values follow the market of what it holds, whether or not anyone
-        # streams those instruments (advance steps each one at most once per interval).
-        for con_id in list(acct.positions):
-            s.sim.market.advance(con_id, every)
+        await asyncio.sleep(_interval(s.sim))
         _refresh_account(s, sub)
 
 
