@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import msgspec
-import nats
 import pytest
 from daemonstack import Stack
 from nats.aio.client import Client
@@ -29,12 +28,11 @@ def stack() -> Iterator[Stack]:
         yield stack
 
 
-@pytest.fixture
-async def nc(stack: Stack) -> AsyncIterator[Client]:
-    client = await nats.connect(stack.nats.url)
-    yield client
-    await client.close()
-    # Each test leaves no scanner behind: the next one starts with the whole budget.
+@pytest.fixture(autouse=True)
+async def _all_released(stack: Stack) -> AsyncIterator[None]:
+    """Each test leaves no scanner behind: the next one starts with the whole budget. (The
+    connection is conftest's ``nc``, on this module's stack.)"""
+    yield
     await eventually(lambda: stack.status()["scanner"]["used"] == 0
                      and not stack.sim_subscriptions("scanner"), 10, "every scanner released")
 
