@@ -97,7 +97,7 @@ class TickAttribBidAsk(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class TickByTickFields(Fields):
-    """reqTickByTickData: one tick each, never merged. Trades (subject token ``Last`` or
+    """reqTickByTickData: one tick, never merged. Trades (subject token ``Last`` or
     ``AllLast``) carry IB's ``tickType`` number (1 Last, 2 AllLast), price, size, exchange;
     ``BidAsk`` carries the bid/ask fields; ``MidPoint`` carries ``midPoint``. ``time`` is IB's
     time of the tick in seconds since the epoch."""
@@ -115,6 +115,14 @@ class TickByTickFields(Fields):
     askSize: float | None = None
     tickAttribBidAsk: TickAttribBidAsk | None = None
     midPoint: float | None = None
+
+
+class TickByTickBatchFields(Fields):
+    """reqTickByTickData: the ticks that arrived together from TWS (one read of its socket),
+    oldest first, at most 100 a message; a burst takes several messages, each with its own
+    ``seq``. Every tick TWS sent is in exactly one message: nothing is merged or skipped."""
+
+    ticks: list[TickByTickFields]
 
 
 class BarFields(Fields):
@@ -282,14 +290,16 @@ IMAGES: dict[str, type[msgspec.Struct]] = {
 def _message(name: str, fields: type[Fields], tag: str) -> Any:
     """``fields`` with the envelope, tagged: ``seq`` (per subject, +1 per message), ``ts`` (the
     daemon's receive time, ns since the epoch), ``epoch`` (changes when the daemon restarts)."""
-    return msgspec.defstruct(name, [("seq", int), ("ts", int), ("epoch", str)], bases=(fields,),
-                             tag=tag, tag_field="type", kw_only=True,
-                             module=__name__)
+    message = msgspec.defstruct(name, [("seq", int), ("ts", int), ("epoch", str)],
+                                bases=(fields,), tag=tag, tag_field="type", kw_only=True,
+                                module=__name__)
+    message.__doc__ = fields.__doc__  # the reference describes the message as its fields
+    return message
 
 
 StreamStatus = _message("StreamStatus", StreamStatusFields, "status")
 Ticks = _message("Ticks", TicksFields, "ticks")
-TickByTick = _message("TickByTick", TickByTickFields, "tbt")
+TickByTick = _message("TickByTick", TickByTickBatchFields, "tbt")
 Bar = _message("Bar", BarFields, "bar")
 Depth = _message("Depth", DepthFields, "depth")
 PnL = _message("PnL", PnLFields, "pnl")

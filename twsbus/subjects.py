@@ -144,6 +144,9 @@ class SubscriptionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     merge: tuple[str, ...] = ()
     #: Successive updates merge, latest value wins (ticks, the book, PnL).
     conflate: bool = False
+    #: The field of a data message that carries the items which arrived together from TWS (one
+    #: message per TWS read, not per item: tick-by-tick's ``ticks``); "" for one item a message.
+    collect: str = ""
     #: Sent under IB's historical-data limits, like the historical queries.
     paced: bool = False
     #: What one stream costs of TWS's budgets.

@@ -14,7 +14,7 @@ import msgspec
 import pytest
 from waiting import wait_until
 
-from twsbus import Image, NotFound, StreamClosed, StreamStatus, SubState, Tick
+from twsbus import Image, NotFound, StreamClosed, StreamStatus, SubState, Tick, TickByTick
 from twsbus.client.keeper import LeaseKeeper
 from twsbus.client.stream import Granted, Inbox, Subscription
 from twsbus.messages import Contract, LeasesReply
@@ -106,8 +106,8 @@ async def _stop_keepers() -> Any:
         await DAEMONS.pop().keeper.stop()
 
 
-def make(daemon: FakeDaemon, maxsize: int = 100) -> Subscription:
-    return Subscription(daemon, daemon.keeper, "ticks",  # type: ignore[arg-type]
+def make(daemon: FakeDaemon, maxsize: int = 100, kind: str = "ticks") -> Subscription:
+    return Subscription(daemon, daemon.keeper, kind,  # type: ignore[arg-type]
                         Contract(conId=265598), {}, ttl=30.0, maxsize=maxsize)
 
 
@@ -129,6 +129,26 @@ async def test_image_comes_first_and_messages_it_contains_are_dropped() -> None:
     got = [await sub.next(), await sub.next()]
     assert [(type(m), m.seq, m.gap, m["bid"]) for m in got] == [(Tick, 4, 0, 4.0),
                                                                 (Tick, 5, 0, 5.0)]
+
+
+async def test_ticks_that_travel_together_are_handed_over_one_by_one() -> None:
+    """A tick-by-tick message carries the ticks of one TWS read (``collect: ticks`` in
+    subjects.yaml): the subscription yields each, in order, with the message's seq; a gap marks
+    the first tick after it, and a status between messages stays in its place."""
+    daemon = FakeDaemon(seq=0)
+    daemon.image = {"last": {"time": 1, "price": 0.5}}
+    sub = make(daemon, kind="tbt")
+    await sub.open()
+    await daemon.publish(1, type="tbt", ticks=[{"time": 1, "price": 1.0, "size": 5.0},
+                                               {"time": 1, "price": 1.5, "size": 1.0}])
+    await daemon.publish(2, type="status", state="stale", reason="farm")
+    await daemon.publish(4, type="tbt", ticks=[{"time": 2, "price": 2.0, "size": 3.0}])
+    assert isinstance(await sub.next(), Image)
+    got = [await sub.next() for _ in range(4)]
+    assert [(type(m), m.seq, m.gap, m.get("price")) for m in got] == [
+        (TickByTick, 1, 0, 1.0), (TickByTick, 1, 0, 1.5), (StreamStatus, 2, 0, None),
+        (TickByTick, 4, 1, 2.0)]
+    assert got[0].fields.size == 5.0 and got[0].epoch == "E1"  # the published tick struct
 
 
 async def test_gap_is_surfaced_when_seq_jumps() -> None:

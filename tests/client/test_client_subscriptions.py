@@ -76,9 +76,11 @@ async def test_every_kind_yields_an_image_then_its_updates(
         image = await sub.next()
         assert isinstance(image, Image) and image.subject == subject.format(account=account)
         assert image.data, "the image holds the stream's current state"
+        image.fields  # noqa: B018 - decodes as the kind's published image struct, or raises
         if update is not None:  # positions change only when a fill happens
             msg = await asyncio.wait_for(_first_of(sub, update), 15)
             assert msg.seq > image.seq
+            msg.fields  # noqa: B018 - the published struct (twsbus.datamessages), or raises
         if method == "hist_bars":
             assert len(image["bars"]) > 1 and isinstance(msg, Bar) and msg.close
         if method == "depth":  # the book fills row by row after the first subscription
@@ -171,7 +173,8 @@ async def test_closing_the_client_releases_every_lease(nc: NATS, stack: ClientSt
     leases = {s.lease for s in subs}
     assert stack.leases_on(f"tws.bars.{SPY_ID}") == 1
     await bus.close()
-    await asyncio.sleep(0.2)
+    await eventually(lambda: released, what="the client's tws.unsub")
+    await spy.flush()  # a second tws.unsub, had there been one, is in by now
     await spy.close()
     assert [set(r) for r in released] == [leases], "one tws.unsub with every lease"
     assert all(s.state is SubState.CLOSED for s in subs)

@@ -55,3 +55,38 @@ async def test_statistics_count_what_went_out_and_what_was_lost() -> None:
     publisher.flush()
     stats = publisher.statistics()
     assert (stats.subjects, stats.current, stats.published, stats.dropped) == (1, 0, 2, 1)
+
+
+async def test_ticks_of_one_read_travel_together_in_order_with_a_status_between() -> None:
+    """A collecting subject (tick-by-tick, ``collect: ticks``): the ticks recorded before a flush
+    go out as one message, at most ``collect_max`` ticks each; a status recorded in between
+    closes the message before it, so order holds."""
+    publisher, out = Publisher("E", collect_max=100), ListOut()
+    publisher.attach(out)
+    box = publisher.outbox("tws.tbt.1.AllLast", "tbt", collect="ticks")
+    for i in range(130):  # one TWS read
+        publisher.add(box, {"price": float(i)})
+    publisher.offer(box, {"type": "status", "state": "stale"})
+    for i in range(130, 135):
+        publisher.add(box, {"price": float(i)})
+    publisher.flush()
+    assert [(m["type"], len(m.get("ticks", ())), m["seq"]) for _, m in out.sent] == [
+        ("tbt", 100, 1), ("tbt", 30, 2), ("status", 0, 3), ("tbt", 5, 4)]
+    prices = [t["price"] for _, m in out.sent for t in m.get("ticks", ())]
+    assert prices == [float(i) for i in range(135)]
+    publisher.add(box, {"price": 135.0})  # the next read: a message of its own
+    publisher.flush()
+    assert out.sent[-1][1]["ticks"] == [{"price": 135.0}] and out.sent[-1][1]["seq"] == 5
+
+
+async def test_while_nats_is_away_a_lost_collected_message_counts_its_ticks() -> None:
+    publisher = Publisher("E", bound=2, collect_max=10)
+    box = publisher.outbox("tws.tbt.1.AllLast", "tbt", collect="ticks")
+    for i in range(35):  # no NATS: 3 full messages + 5 collecting; the bound keeps 2 messages
+        publisher.add(box, {"price": float(i)})
+    assert box.dropped == 10  # the first message's 10 ticks, not "1"
+    out = ListOut()
+    publisher.attach(out)
+    publisher.flush()
+    prices = [t["price"] for _, m in out.sent for t in m["ticks"]]
+    assert prices == [float(i) for i in range(10, 35)]

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from twsbus.client.events import Image, StreamMessage, from_wire
+from twsbus.client.events import Image, StreamMessage, from_wire, items_from_wire
 from twsbus.client.feed import Feed
 from twsbus.errors import TwsBusError
 from twsbus.messages import Contract
@@ -167,6 +167,10 @@ class Subscription(Feed[StreamMessage]):
         self._link = link
         self._keeper = keeper
         self._inbox = Inbox(maxsize)
+        #: The kind's messages carry several items under this field (tick-by-tick's ``ticks``).
+        self._collect = link.surface.subscriptions[kind].collect
+        #: Items of the last message not handed over yet.
+        self._pending: collections.deque[StreamMessage] = collections.deque()
         self._nats_sub: NatsSubscription | None = None
         self._listening: str | None = None
         self._held = False
@@ -203,6 +207,8 @@ class Subscription(Feed[StreamMessage]):
     async def next(self) -> StreamMessage:
         """The next item; StopAsyncIteration once closed, or the error that ended the stream."""
         await self.open()
+        if self._pending:
+            return self._pending.popleft()
         while True:
             item = await self._inbox.get()
             if isinstance(item, _End):
@@ -221,7 +227,11 @@ class Subscription(Feed[StreamMessage]):
                 self.gaps += 1
                 self.missed += gap
             self._seq = seq
-            return from_wire(item, gap)
+            if not self._collect:
+                return from_wire(item, gap)
+            self._pending.extend(items_from_wire(item, self._collect, gap))
+            if self._pending:
+                return self._pending.popleft()
 
     async def open(self) -> None:
         """Listen on the data subject, then take a lease; the image is the first item."""

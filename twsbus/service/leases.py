@@ -210,7 +210,8 @@ class LeaseRegistry:
                     raise NotConnected(f"TWS is {self.session.state.value}")
                 self._check_budget(kind)
                 stream = Stream(kind, key, subject, dict(params),
-                                self.publisher.outbox(subject, kind.type_name, kind.conflate))
+                                self.publisher.outbox(subject, kind.type_name, kind.conflate,
+                                                      kind.collect))
                 stream.owner = self
                 self.streams[key] = stream
                 fresh = True

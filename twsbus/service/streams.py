@@ -128,6 +128,7 @@ class Kind:
         #: The data message type and whether successive updates merge (latest value wins).
         self.type_name = spec.message
         self.conflate = spec.conflate
+        self.collect = spec.collect
         self.lines, self.depth, self.tbt = spec.lines, spec.depth, spec.tbt
         self.scanner = spec.scanner
         #: Sent under IB's historical-data limits (``histpacing``), like historical queries.
@@ -230,9 +231,8 @@ class TickByTick(Kind):
     def on_event(self, stream: Stream, event: Event) -> None:
         if not event.name.startswith("tickByTick"):
             return
-        message = {"type": "tbt", **event.data}
         stream.image["last"] = event.data
-        _publish(stream, message, self.publisher)
+        self.publisher.add(stream.box, event.data)
 
 
 class Bars(Kind):
