@@ -2,9 +2,9 @@
 
 Channels come from the surface (``twsbus.subjects``): a request channel per query op and
 subscription kind (with its reply channel), the lease subjects, status, errors, one data channel
-per kind and the order subjects. Payloads are JSON Schema: msgspec's ``schema_components`` for
-every struct the daemon decodes or encodes (requests, replies, data messages, order events), and
-``twsbus.ibschema`` for query replies, which are IB's callback arguments made plain.
+per kind and the order subjects. Payloads are JSON Schema: msgspec's ``schema_components`` of
+the type of every message the daemon decodes or encodes (requests, data messages, order events,
+and the reply of every query op, ``twsbus.replies``, which are IB's callback arguments made plain).
 
 ``document()`` is the whole document as a dict; ``twsbus schema`` writes it (YAML) with one JSON
 Schema file per message and the message reference (Markdown) that the README links to.
@@ -22,11 +22,9 @@ import yaml
 
 from twsbus import __version__, datamessages
 from twsbus.errors import ErrorReply
-from twsbus.ibschema import ReplySchemas
 from twsbus.messages import (
     LeasesReply,
     LeasesRequest,
-    OkReply,
     SnapshotRequest,
     Status,
     TwsErrorEvent,
@@ -36,38 +34,38 @@ from twsbus.orders.events import (
     OrderEventsReply,
     OrderRecord,
     OrdersRequest,
-    PlaceReply,
 )
 from twsbus.orders.model import CancelOrder, PlaceOrder
 from twsbus.reference import SUBSCRIBING, markdown
+from twsbus.replies import reply_type
 from twsbus.service.leases import SubscribeReply
 from twsbus.subjects import Pattern, Surface, template_fields
 
 REF = "#/components/schemas/{name}"
 _ORDER_REQUESTS = {"place_order": PlaceOrder, "cancel_order": CancelOrder}
+_REPLY_SUMMARIES = {Pattern.ORDER: "where the order stands", Pattern.FIRE_AND_FORGET: "sent"}
 
 
 class _Builder:
     def __init__(self, surface: Surface) -> None:
         self.surface = surface
-        self.structs: list[Any] = []  # what schema_components turns into components
-        self.inline: dict[str, dict[str, Any]] = {}  # message name -> payload schema (non-struct)
+        self.structs: list[Any] = []  # what inline payloads refer to, made components too
+        self.typed: dict[str, Any] = {}  # message name -> payload type (schema_components')
         self.messages: dict[str, dict[str, Any]] = {}
         self.channels: dict[str, dict[str, Any]] = {}
         self.operations: dict[str, dict[str, Any]] = {}
-        self.replies = ReplySchemas(REF)
 
     # ---- messages ----------------------------------------------------------------------------
 
     def message(self, name: str, payload: Any, summary: str) -> dict[str, str]:
-        """Register a message (``payload`` a struct type or a JSON Schema dict); a reference."""
-        if isinstance(payload, dict):
-            schema = payload
-        else:
-            self.structs.append(payload)
-            schema = {"$ref": REF.format(name=payload.__name__)}
+        """Register a message (``payload`` a type msgspec decodes, or a JSON Schema dict); a
+        reference. A type's schema is filled in by ``_schemas``."""
         self.messages[name] = {"name": name, "summary": summary,
-                               "contentType": "application/json", "payload": schema}
+                               "contentType": "application/json"}
+        if isinstance(payload, dict):
+            self.messages[name]["payload"] = payload
+        else:
+            self.typed[name] = payload
         return {"$ref": f"#/components/messages/{name}"}
 
     # ---- channels ----------------------------------------------------------------------------
@@ -146,13 +144,9 @@ class _Builder:
         for op, spec in s.queries.items():
             request_type = _ORDER_REQUESTS.get(op) or spec.request_type
             request = self.message(f"{op}_request", request_type, f"{spec.method} arguments")
-            if spec.pattern is Pattern.ORDER:
-                reply = self.message(f"{op}_reply", PlaceReply, "where the order stands")
-            elif spec.pattern is Pattern.FIRE_AND_FORGET:
-                reply = self.message(f"{op}_reply", OkReply, "sent")
-            else:
-                reply = self.message(f"{op}_reply", self.replies.reply(spec),
-                                     f"{', '.join(spec.callbacks)}, made plain")
+            summary = _REPLY_SUMMARIES.get(spec.pattern) or \
+                f"{', '.join(spec.callbacks)}, made plain"
+            reply = self.message(f"{op}_reply", reply_type(spec), summary)
             self.request(f"req_{op}", s.query_subject(op), request, {"reply": reply},
                          f"{op}: EClient.{spec.method} ({spec.cls} class)")
 
@@ -198,11 +192,10 @@ class _Builder:
 
     def _orders(self) -> None:
         s = self.surface
-        records = {"type": "array", "items": {"$ref": REF.format(name=OrderRecord.__name__)}}
-        self.structs += [OrderRecord, OrderEventsReply]
         self.request("orders_request", s.subject("orders_request"),
                      self.message("orders_request", OrdersRequest, "a filter"),
-                     {"records": self.message("order_records", records, "the journal's orders"),
+                     {"records": self.message("order_records", list[OrderRecord],
+                                              "the journal's orders"),
                       "events": self.message("order_events_reply", OrderEventsReply,
                                              "the order stream's events (with events: true)")},
                      "the journal's view of orders, or the order stream's events")
@@ -215,9 +208,25 @@ class _Builder:
                        "the order desk's state (type status): reconciling, ok, down")
 
     def _schemas(self) -> dict[str, Any]:
-        _, components = msgspec.json.schema_components(self.structs, ref_template=REF)
-        components.update(self.replies.components)
-        return components
+        """The components; every typed message gets its payload schema."""
+        names = list(self.typed)
+        schemas, components = msgspec.json.schema_components(
+            [self.typed[n] for n in names] + self.structs, ref_template=REF)
+        for name, schema in zip(names, schemas, strict=False):
+            self.messages[name]["payload"] = _without_discriminators(schema)
+        return dict(_without_discriminators(components))
+
+
+def _without_discriminators(schema: Any) -> Any:
+    """msgspec marks a tagged union with OpenAPI's ``discriminator`` object, which AsyncAPI's
+    schema object does not have (its discriminator is a string naming a schema): left out, as
+    each member's ``type`` already tells them apart."""
+    if isinstance(schema, dict):
+        return {k: _without_discriminators(v) for k, v in schema.items()
+                if not (k == "discriminator" and isinstance(v, dict) and "propertyName" in v)}
+    if isinstance(schema, list):
+        return [_without_discriminators(v) for v in schema]
+    return schema
 
 
 def _address(template: str, prefix: str) -> str:

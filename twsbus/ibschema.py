@@ -1,31 +1,38 @@
-"""JSON Schema of the query replies, read off the installed ibapi.
+"""msgspec types of what IB's callbacks hand the daemon, read off the installed ibapi.
 
 A query's reply is what its EWrapper callbacks received, made plain (``tws.objects.to_plain``):
-IB's objects become objects with IB's attribute names, Decimals numbers, sets sorted arrays, and
-IB's unset sentinels are left out. So the reply schema of every op follows from three things
-this module reads: the op's pattern and callbacks in ``subjects.yaml``, the callbacks' annotated
-signatures in ``ibapi.wrapper.EWrapper``, and the attributes of a fresh instance of each IB class.
-Where ibapi annotates only ``list``, ``_LIST_ITEMS`` names the element class.
+IB's objects become objects under IB's attribute names, Decimals numbers, enums their
+description, sets sorted arrays, and IB's unset sentinels are left out (a callback's own argument,
+unset, is null). So the types follow from what this module reads: the callbacks' annotated
+signatures in ``ibapi.wrapper.EWrapper`` and the attributes of a fresh instance of each IB class.
+Where those say too little (an annotation of only ``list``, an attribute that starts as None or
+``[]``), ``_LIST_ITEMS`` and ``_ATTR_TYPES`` name the type.
 
-``ReplySchemas.reply(spec)`` gives an op's reply schema; ``components`` the IB object schemas it
-refers to (``#/components/schemas/Ib<Class>``).
+``ib_struct(cls)`` is IB's class as the frozen struct ``Ib<Class>``: every field optional (UNSET
+when left out), a field it does not know refused. ``data_params(callback)`` are the arguments the
+daemon keeps of a callback, ``param_type(callback, name)`` the type of one. ``twsbus.replies``
+builds each query op's reply type from them.
 """
 
 from __future__ import annotations
 
 import decimal
 import enum
+import functools
 import importlib
 import inspect
-from typing import Any
+import types
+from typing import Any, Literal, cast
 
+import msgspec
 from ibapi.wrapper import EWrapper
 
-from twsbus.subjects import Pattern, QuerySpec
 from twsbus.tws.objects import ID_PARAMS, enum_text
 
-#: Where ibapi's annotation says only ``list``: (callback, parameter) -> element class.
-_LIST_ITEMS = {
+_TAG_VALUE = "ibapi.tag_value.TagValue"
+#: Lists and sets whose element type nothing in ibapi says: (callback or IB class, parameter or
+#: attribute) -> element type (an ibapi class by its dotted name, or a type).
+_LIST_ITEMS: dict[tuple[str, str], Any] = {
     ("familyCodes", "familyCodes"): "ibapi.common.FamilyCode",
     ("newsProviders", "newsProviders"): "ibapi.common.NewsProvider",
     ("mktDepthExchanges", "depthMktDataDescriptions"): "ibapi.common.DepthMktDataDescription",
@@ -36,121 +43,119 @@ _LIST_ITEMS = {
     ("historicalTicksBidAsk", "ticks"): "ibapi.common.HistoricalTickBidAsk",
     ("historicalTicksLast", "ticks"): "ibapi.common.HistoricalTickLast",
     ("histogramData", "items"): "ibapi.common.HistogramData",
+    # the daemon publishes the map as rows, whichever wire it came on (tws.callbacks)
+    ("smartComponents", "smartComponentMap"): "ibapi.common.SmartComponent",
+    ("securityDefinitionOptionParameter", "expirations"): str,
+    ("securityDefinitionOptionParameter", "strikes"): float,
+    ("ContractDescription", "derivativeSecTypes"): str,
+    ("Contract", "comboLegs"): "ibapi.contract.ComboLeg",
+    ("ContractDetails", "secIdList"): _TAG_VALUE,
+    ("ContractDetails", "ineligibilityReasonList"):
+        "ibapi.ineligibility_reason.IneligibilityReason",
+    ("Order", "algoParams"): _TAG_VALUE,
+    ("Order", "smartComboRoutingParams"): _TAG_VALUE,
+    ("Order", "orderMiscOptions"): _TAG_VALUE,
+    ("Order", "orderComboLegs"): "ibapi.order.OrderComboLeg",
+    ("Order", "conditions"): dict[str, Any],  # OrderCondition's subclasses, each its own fields
+    ("OrderState", "orderAllocations"): "ibapi.order_state.OrderAllocation",
+}
+#: IB attributes whose default does not say their type: (IB class, attribute) -> type.
+_ATTR_TYPES: dict[tuple[str, str], Any] = {
+    ("Contract", "deltaNeutralContract"): "ibapi.contract.DeltaNeutralContract",
+    # flags (tws.objects publishes the protobuf wire's 0/1 as bools too)
+    ("Order", "routeMarketableToBbo"): bool,
+    ("Order", "usePriceMgmtAlgo"): bool,
+    ("Order", "seekPriceImprovement"): bool,
+    # ibapi starts these at 0, an int, and decodes a float into them
+    ("Order", "totalQuantity"): float,  # (9.81; 10.x: a Decimal)
+    ("Order", "discretionaryAmt"): float,
+    ("ContractDetails", "evMultiplier"): float,
+    ("ContractDetails", "coupon"): float,
 }
 #: Callbacks whose first id-like parameter is data, not a request key (as in tws.callbacks).
 _NOT_KEYED = frozenset({"nextValidId", "orderBound"})
 #: ibapi 10.x names -> the names twsbus publishes (as in tws.callbacks and tws.objects).
 _CALLBACK_NAMES = {"commissionReport": ("commissionAndFeesReport", "commissionReport")}
-_PARAM_RENAMES = {"commissionAndFeesReport": "commissionReport"}
+PARAM_RENAMES = {"commissionAndFeesReport": "commissionReport"}
 _FIELD_RENAMES = {"BarData": {"average": "wap"}, "HistogramData": {"count": "size"},
                   "CommissionAndFeesReport": {"commissionAndFees": "commission"}}
-#: smartComponents: the daemon publishes the map as rows, whichever wire it came on.
-_SMART_ROWS = {"type": "array", "items": {"type": "object", "properties": {
-    "bitNumber": {"type": "integer"}, "exchange": {"type": "string"},
-    "exchangeLetter": {"type": "string"}}}}
-_TICK_FIELDS = {"type": "object", "description": "IB tick type names (camel-cased) -> value",
-                "additionalProperties": {"type": ["number", "string", "null"]}}
+#: How every reply struct is made: frozen, refusing fields it does not know, and shown as a
+#: member of ``twsbus.replies`` (the public face of the reply types).
+STRUCT_CONFIG: dict[str, Any] = {"kw_only": True, "frozen": True,
+                                 "forbid_unknown_fields": True, "module": "twsbus.replies"}
 
 
-class ReplySchemas:
-    """Builds reply schemas, collecting the IB classes they refer to in ``components``."""
+@functools.cache
+def ib_struct(cls: type) -> Any:
+    """IB's class as the struct ``Ib<Class>``, under the names the daemon publishes."""
+    renames = _FIELD_RENAMES.get(cls.__name__, {})
+    fields = [(renames.get(attr, attr), _attr_type(cls.__name__, attr, default) | msgspec.UnsetType,
+               msgspec.UNSET)
+              for attr, default in vars(cls()).items() if not attr.startswith("_")]
+    doc = f"IB's {cls.__name__}, under IB's attribute names; unset values are left out"
+    return msgspec.defstruct(f"Ib{cls.__name__}", fields, namespace={"__doc__": doc},
+                             **STRUCT_CONFIG)
 
-    def __init__(self, ref_template: str = "#/components/schemas/{name}") -> None:
-        self.ref_template = ref_template
-        self.components: dict[str, dict[str, Any]] = {}
 
-    def reply(self, spec: QuerySpec) -> dict[str, Any]:
-        pattern = spec.pattern
-        if pattern is Pattern.FIRE_AND_FORGET:
-            return {"type": "object", "properties": {"ok": {"const": True}}}
-        if pattern is Pattern.SNAPSHOT:
-            return _TICK_FIELDS
-        if pattern is Pattern.LIST_DONE:  # historical ticks: the ticks of every callback
-            items = [self.param(cb, "ticks")["items"] for cb in spec.callbacks]
-            return {"type": "array", "items": {"anyOf": items}}
-        if pattern is Pattern.SINGLE:
-            merged = self.arguments(spec.callbacks)
-            if spec.reply:
-                return dict(merged["properties"][spec.reply])
-            return merged
-        if spec.fold:  # several callbacks merged into one object per order
-            return {"type": "array", "items": self.arguments(spec.callbacks)}
-        if len(spec.callbacks) > 1:  # tagged with the callback's name
-            items = []
-            for cb in spec.callbacks:
-                obj = self.arguments((cb,))
-                obj["properties"] = {"type": {"const": cb}, **obj["properties"]}
-                items.append(obj)
-            return {"type": "array", "items": {"anyOf": items}}
-        obj = self.arguments(spec.callbacks)
-        props = obj["properties"]
-        return {"type": "array", "items": next(iter(props.values())) if len(props) == 1 else obj}
+def data_params(callback: str) -> list[str]:
+    """The callback's parameters the daemon keeps as data (the request id is the key)."""
+    params = [p for p in inspect.signature(_callback(callback)).parameters if p != "self"]
+    if params and params[0] in ID_PARAMS and callback not in _NOT_KEYED \
+            and params[0] != "orderId":
+        params = params[1:]
+    return params
 
-    def arguments(self, callbacks: tuple[str, ...]) -> dict[str, Any]:
-        """The callbacks' data arguments as one object (their union, as the daemon merges)."""
-        props: dict[str, Any] = {}
-        for cb in callbacks:
-            for name in _data_params(cb):
-                props[_PARAM_RENAMES.get(name, name)] = self.param(cb, name)
-        return {"type": "object", "properties": props}
 
-    def param(self, callback: str, name: str) -> dict[str, Any]:
-        if callback == "smartComponents":
-            return _SMART_ROWS
-        item = _LIST_ITEMS.get((callback, name))
-        if item is not None:
-            return {"type": "array", "items": self.of_class(_load(item))}
-        fn = _callback(callback)
-        annotation = inspect.signature(fn).parameters[name].annotation
-        return self.of_type(annotation, name)
+def param_type(callback: str, name: str) -> Any:
+    """The type of a callback's argument as published."""
+    item = _LIST_ITEMS.get((callback, name))
+    if item is not None:
+        return list_of(_resolve(item))
+    return of_type(inspect.signature(_callback(callback)).parameters[name].annotation)
 
-    def of_type(self, tp: Any, name: str = "") -> dict[str, Any]:
-        if tp is bool:
-            return {"type": "boolean"}
-        if tp is int:
-            return {"type": "integer"}
-        if tp in (float, decimal.Decimal):
-            return {"type": "number"}
-        if tp is str or tp is inspect.Parameter.empty:
-            return {"type": "string"}
-        if tp in (set, frozenset):
-            return {"type": "array", "items": {"type": ["string", "number"]},
-                    "description": "sorted"}
-        if tp in (list, tuple):
-            return {"type": "array"}
-        if tp is dict:
-            return {"type": "object"}
-        if inspect.isclass(tp) and issubclass(tp, enum.Enum):  # as to_plain: the description
-            texts = {enum_text(member) for member in tp} - {"None"}
-            return {"type": "string", "enum": sorted(texts)}
-        if inspect.isclass(tp) and tp.__module__.startswith("ibapi"):
-            return self.of_class(tp)
-        return {}
 
-    def of_class(self, cls: type) -> dict[str, Any]:
-        """A reference to the IB class's schema, built on first use."""
-        name = f"Ib{cls.__name__}"
-        if name not in self.components:
-            self.components[name] = {}  # a placeholder first: classes refer to each other
-            renames = _FIELD_RENAMES.get(cls.__name__, {})
-            props = {renames.get(k, k): self._of_value(v)
-                     for k, v in vars(cls()).items() if not k.startswith("_")}
-            self.components[name] = {
-                "type": "object", "title": cls.__name__, "properties": props,
-                "description": f"IB's {cls.__name__}, under IB's attribute names; "
-                               "unset values are left out"}
-        return {"$ref": self.ref_template.format(name=name)}
+def list_item_class(callback: str, name: str) -> type:
+    """The IB class ``_LIST_ITEMS`` names as the elements of a callback's list argument."""
+    return _load(_LIST_ITEMS[(callback, name)])
 
-    def _of_value(self, value: Any) -> dict[str, Any]:
-        if value is None:
-            return {}
-        if isinstance(value, (list, tuple)):
-            return {"type": "array"}
-        if isinstance(value, (set, frozenset)):
-            return {"type": "array", "description": "sorted"}
-        if isinstance(value, dict):
-            return {"type": "object"}
-        return self.of_type(type(value))
+
+def list_of(item: Any) -> Any:
+    """``list[item]`` of a type known only at run time."""
+    return types.GenericAlias(list, (item,))
+
+
+def of_type(tp: Any) -> Any:
+    """A Python or ibapi type (an annotation, a default's type) as published."""
+    if tp in (bool, int, str):
+        return tp
+    if tp in (float, decimal.Decimal):
+        return float
+    if tp is inspect.Parameter.empty:
+        return str
+    if tp in (set, frozenset, list, tuple):
+        return list[Any]
+    if tp is dict:
+        return dict[str, Any]
+    if inspect.isclass(tp) and issubclass(tp, enum.Enum):  # as to_plain: the description
+        texts = tuple(sorted({enum_text(member) for member in tp} - {"None"}))
+        return Literal[texts] if texts else str
+    if inspect.isclass(tp) and tp.__module__.startswith("ibapi"):
+        return ib_struct(cast(Any, tp))  # (isclass narrowed it to a type mypy will not hash)
+    return Any
+
+
+def _attr_type(owner: str, attr: str, default: Any) -> Any:
+    declared = _ATTR_TYPES.get((owner, attr))
+    if declared is not None:
+        return _resolve(declared)
+    item = _LIST_ITEMS.get((owner, attr))
+    if item is not None:
+        return list_of(_resolve(item))
+    return Any if default is None else of_type(type(default))
+
+
+def _resolve(tp: Any) -> Any:
+    return ib_struct(_load(tp)) if isinstance(tp, str) else tp
 
 
 def _callback(name: str) -> Any:
@@ -159,15 +164,6 @@ def _callback(name: str) -> Any:
         if fn is not None:
             return fn
     raise AttributeError(f"this ibapi has no EWrapper.{name}")
-
-
-def _data_params(callback: str) -> list[str]:
-    """The callback's parameters the daemon keeps as data (the request id is the key)."""
-    params = [p for p in inspect.signature(_callback(callback)).parameters if p != "self"]
-    if params and params[0] in ID_PARAMS and callback not in _NOT_KEYED \
-            and params[0] != "orderId":
-        params = params[1:]
-    return params
 
 
 def _load(path: str) -> type:
