@@ -84,18 +84,3 @@ def test_the_documents_reply_payloads_are_the_reply_types_schemas() -> None:
         if "anyOf" in schema.get("items", {}):  # a tagged union: AsyncAPI has no such marking
             del schema["items"]["discriminator"]
         assert messages[f"{op}_reply"]["payload"] == schema, op
-
-
-def test_order_flags_are_bools_whichever_wire_decoded_them() -> None:
-    """ibapi's protobuf decoder leaves three Order flags as 0/1 where the text decoder gives
-    bools; the daemon publishes bools for both, so the struct's ``bool`` holds on both wires."""
-    from ibapi.order import Order
-
-    order = Order()
-    if not hasattr(order, "seekPriceImprovement"):
-        pytest.skip("ibapi 9.81's Order has no seekPriceImprovement")
-    order.usePriceMgmtAlgo, order.routeMarketableToBbo, order.seekPriceImprovement = 1, 0, True
-    plain = to_plain(order)
-    assert (plain["usePriceMgmtAlgo"], plain["routeMarketableToBbo"],
-            plain["seekPriceImprovement"]) == (True, False, True)
-    msgspec.convert(plain, ib_struct(Order))  # strict: an int where a bool belongs would fail

@@ -12,6 +12,7 @@ Schema file per message and the message reference (Markdown) that the README lin
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 from pathlib import Path
@@ -213,19 +214,21 @@ class _Builder:
         schemas, components = msgspec.json.schema_components(
             [self.typed[n] for n in names] + self.structs, ref_template=REF)
         for name, schema in zip(names, schemas, strict=False):
-            self.messages[name]["payload"] = _without_discriminators(schema)
-        return dict(_without_discriminators(components))
+            self.messages[name]["payload"] = _cleaned(schema)
+        return dict(_cleaned(components))
 
 
-def _without_discriminators(schema: Any) -> Any:
-    """msgspec marks a tagged union with OpenAPI's ``discriminator`` object, which AsyncAPI's
-    schema object does not have (its discriminator is a string naming a schema): left out, as
-    each member's ``type`` already tells them apart."""
+def _cleaned(schema: Any) -> Any:
+    """msgspec's schema as the document states it. A tagged union's OpenAPI ``discriminator``
+    object is left out: AsyncAPI's schema object has none (its discriminator is a string naming
+    a schema), and each member's ``type`` already tells them apart. Descriptions (docstrings)
+    are dedented here, whichever msgspec release wrote them (0.23 dedents, earlier ones not)."""
     if isinstance(schema, dict):
-        return {k: _without_discriminators(v) for k, v in schema.items()
+        return {k: inspect.cleandoc(v) if k == "description" and isinstance(v, str)
+                else _cleaned(v) for k, v in schema.items()
                 if not (k == "discriminator" and isinstance(v, dict) and "propertyName" in v)}
     if isinstance(schema, list):
-        return [_without_discriminators(v) for v in schema]
+        return [_cleaned(v) for v in schema]
     return schema
 
 

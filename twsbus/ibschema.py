@@ -62,10 +62,10 @@ _LIST_ITEMS: dict[tuple[str, str], Any] = {
 #: IB attributes whose default does not say their type: (IB class, attribute) -> type.
 _ATTR_TYPES: dict[tuple[str, str], Any] = {
     ("Contract", "deltaNeutralContract"): "ibapi.contract.DeltaNeutralContract",
-    # flags (tws.objects publishes the protobuf wire's 0/1 as bools too)
-    ("Order", "routeMarketableToBbo"): bool,
-    ("Order", "usePriceMgmtAlgo"): bool,
-    ("Order", "seekPriceImprovement"): bool,
+    # a bool from the text wire, 0 or 1 from the protobuf one (server version 201+)
+    ("Order", "routeMarketableToBbo"): bool | int,
+    ("Order", "usePriceMgmtAlgo"): bool | int,
+    ("Order", "seekPriceImprovement"): bool | int,
     # ibapi starts these at 0, an int, and decodes a float into them
     ("Order", "totalQuantity"): float,  # (9.81; 10.x: a Decimal)
     ("Order", "discretionaryAmt"): float,

@@ -47,9 +47,6 @@ ID_PARAMS = ("reqId", "tickerId", "orderId", "requestId", "id")
 
 #: ibapi 9.81's names for fields 10.x renamed: replies use the current names whatever is installed.
 _RENAMES = {"BarData": {"average": "wap"}, "HistogramData": {"count": "size"}}
-#: Flags ibapi's protobuf decoder leaves as 0/1 where its text decoder gives bools: published as
-#: bools on both wires.
-_BOOLS = {"Order": frozenset({"usePriceMgmtAlgo", "routeMarketableToBbo", "seekPriceImprovement"})}
 
 
 # ---- inbound ----------------------------------------------------------------------------------
@@ -80,14 +77,13 @@ def to_plain(value: Any) -> Any:
         return {str(k): to_plain(v) for k, v in value.items()}
     if hasattr(value, "__dict__"):
         renames = _RENAMES.get(type(value).__name__, {})
-        bools = _BOOLS.get(type(value).__name__, frozenset())
         out = {}
         for k, v in vars(value).items():
             if k.startswith("_"):
                 continue
             plain = to_plain(v)
             if plain is not None:
-                out[renames.get(k, k)] = bool(plain) if k in bools else plain
+                out[renames.get(k, k)] = plain
         return out
     return str(value)
 
