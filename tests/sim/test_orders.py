@@ -49,8 +49,8 @@ from orderkit import (
 from wirecapture import WireCapture
 
 from twsbus.sim import order_encoding as enc
-from twsbus.sim.h_orders import parse_place_order
 from twsbus.sim.orders import Fill, SimOrder
+from twsbus.sim.requests.order_text import parse_place_order
 from twsbus.sim.universe import Universe
 from twsbus.sim.wire import UNSET_DOUBLE, Fields, encode
 from twsbus.testing import SimulatorThread
@@ -97,10 +97,10 @@ def sim_order(v: int, contract: Contract, order: Order, order_id: int = 7) -> Si
     sent = client_fields(v, order_id, contract, order)
     assert sent is not None
     f = Fields(sent, 1)
-    oid, spec, p = parse_place_order(f, v)
+    oid, contract, p = parse_place_order(f, v)
     assert f.remaining == 0, f"parser left {f.remaining} fields at v{v}"
     assert oid == order_id
-    inst = Universe().find(spec)[0]
+    inst = Universe().find(contract.spec())[0]
     return SimOrder(oid, 3, 1_000_000_042, inst, p, p["account"] or ACCOUNT, status="Submitted")
 
 
@@ -262,9 +262,9 @@ def test_parser_consumes_every_kind_of_place_order_exactly(v: int) -> None:
         if sent is None:
             continue  # the client itself refuses this order at this version
         f = Fields(sent, 1)
-        order_id, spec, p = parse_place_order(f, v)
+        order_id, read, p = parse_place_order(f, v)
         assert f.remaining == 0, f"{order.orderType} {contract.secType}: {f.remaining} at v{v}"
-        assert (order_id, p["orderType"], spec["secType"]) == \
+        assert (order_id, p["orderType"], read.secType) == \
             (11, order.orderType, contract.secType)
         parsed += 1
     assert parsed >= 7

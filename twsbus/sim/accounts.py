@@ -13,15 +13,15 @@ the simulator does not model variation margin or multi-currency cash.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING
 
-from twsbus.sim.universe import Instrument
+from twsbus.sim.universe import Instrument, Universe
 
 if TYPE_CHECKING:
-    from twsbus.sim.server import Simulator
+    from twsbus.sim.market import Market
 
 STARTING_CASH = 1_000_000.0
 #: (conId, quantity, average price) of the book every account starts with.
@@ -84,25 +84,25 @@ def multiplier(inst: Instrument) -> float:
 
 
 class Accounts:
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
+    """The accounts ``codes`` over the instruments of ``universe``, marked to ``market``."""
+
+    def __init__(self, codes: Iterable[str], universe: Universe, market: Market) -> None:
+        self.universe = universe
+        self.market = market
         self.by_code: dict[str, Account] = {}
         #: Called as ``fn(account, position)`` after every fill.
         self.on_change: list[Callable[[Account, Position], None]] = []
-        for code in sim.config.accounts:
+        for code in codes:
             self.by_code[code] = self._seed(code)
-        from twsbus.sim.h_account import publish_change
-
-        self.on_change.append(lambda acct, pos: publish_change(sim, acct, pos))
 
     def _seed(self, code: str) -> Account:
         acct = Account(code, STARTING_CASH)
         for con_id, qty, price in STARTING_BOOK:
-            inst = self.sim.universe.get(con_id)
+            inst = self.universe.get(con_id)
             if inst is None:
                 continue
             mult = multiplier(inst)
-            close = self.sim.market.quote(con_id).close
+            close = self.market.quote(con_id).close
             acct.positions[con_id] = Position(inst, qty, price * mult,
                                               day_cost=qty * close * mult)
         acct.prev_day_equity = acct.cash + sum(p.day_cost for p in acct.positions.values())
@@ -124,7 +124,7 @@ class Accounts:
     # ---- valuation -----------------------------------------------------------------------
 
     def price(self, pos: Position) -> float:
-        return self.sim.market.quote(pos.con_id).last
+        return self.market.quote(pos.con_id).last
 
     def market_value(self, pos: Position) -> float:
         return pos.qty * self.price(pos) * multiplier(pos.inst)

@@ -3,7 +3,7 @@
 Up to version 200 a message is its numeric id and fields as NUL-terminated text (``wire``). From
 201 (``MIN_SERVER_VER_PROTOBUF``) every message in both directions starts with its id as 4 binary
 bytes; an id above 200 (id + 200) carries a protobuf body instead of text. Which messages are
-protobuf depends on the version: requests switch when IB's client switches them (``pb_requests``),
+protobuf depends on the version: requests switch when IB's client switches them (``requests``),
 replies when TWS does, family by family (``REPLIES`` below: 201 errors and executions, 203
 orders, 205 contract data, 206 market data with depth and option computations, 207 accounts and
 positions, 208 historical data, 209 news, 210 scanner, fundamentals and PnL, 212 reference data,
@@ -14,6 +14,8 @@ as text with a binary id, which IB's decoder reads at any version.
 Handlers keep writing text fields in the version-200 layout; this module turns those into the
 protobuf message field by field, with IB's generated schemas (imported on first use). What a
 version changes in the values themselves (time stamps, volume units, odd lots) is ``values``.
+Incoming frames become ``requests.Frame``s: text fields, or the typed request a protobuf body
+reads into.
 """
 
 from __future__ import annotations
@@ -21,10 +23,13 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twsbus.sim import pb_reference, pb_replies, wire
 from twsbus.sim.msgids import ToClient
+
+if TYPE_CHECKING:
+    from twsbus.sim.requests import Frame
 
 PROTOBUF_FROM = 201
 PROTOBUF_MSG_ID = 200
@@ -112,12 +117,11 @@ def default_max_version() -> int:
 def warm_up() -> None:
     """Import every schema now rather than on a session's first protobuf message: a first
     import costs tens of milliseconds, which would delay that session's startApi answer."""
-    from twsbus.sim import pb_requests
+    from twsbus.sim import requests
 
-    for schema, *_ in (*REPLIES.values(), *NESTED.values(),
-                       *MODEL_REPLIES.values()):
-        _schema(schema)
-    pb_requests.warm_up()
+    for name, *_ in (*REPLIES.values(), *NESTED.values(), *MODEL_REPLIES.values()):
+        schema(name)
+    requests.warm_up()
 
 
 def is_protobuf(version: int, msg_id: int) -> bool:
@@ -138,38 +142,47 @@ def encode(version: int, fields: tuple[object, ...] | list[object]) -> bytes:
     model = MODEL_REPLIES.get(msg_id)
     build = getattr(fields, "protobuf", None)
     if model is not None and build is not None and version >= model[1]:
-        body = bytes(build(_schema(model[0])()).SerializeToString())
+        body = bytes(build(schema(model[0])()).SerializeToString())
         return wire.frame((msg_id + PROTOBUF_MSG_ID).to_bytes(4, "big") + body)
     nested = NESTED.get(msg_id)
     if nested is not None and version >= nested[1]:
-        body = pb_replies.encode(_schema(nested[0])(), nested[2], fields)
+        body = pb_replies.encode(schema(nested[0])(), nested[2], fields)
         return wire.frame((msg_id + PROTOBUF_MSG_ID).to_bytes(4, "big") + body)
     return wire.frame(msg_id.to_bytes(4, "big") + wire.payload(fields[1:]))
 
 
-def decode(version: int, payload: bytes) -> list[str]:
-    """A request's fields as text, id first, whichever wire it came on."""
+def decode(version: int, payload: bytes) -> Frame | None:
+    """A request frame, whichever wire it came on (None for an empty text frame). A protobuf
+    body is read into its typed request here: one that does not parse raises."""
+    from twsbus.sim import requests  # the typed requests sit above this layer
+
     if version < PROTOBUF_FROM:
-        return wire.split_fields(payload)
+        fields = wire.split_fields(payload)
+        if not fields:
+            return None
+        try:
+            return requests.Frame(int(fields[0]), fields[1:])
+        except ValueError:
+            raise wire.ProtocolError(f"non-numeric message id {fields[0]!r}") from None
     if len(payload) < 4:
         raise wire.ProtocolError(f"frame of {len(payload)} bytes has no message id")
     msg_id = int.from_bytes(payload[:4], "big")
     if msg_id > PROTOBUF_MSG_ID:
-        from twsbus.sim import pb_requests
-
-        return pb_requests.to_text_fields(msg_id - PROTOBUF_MSG_ID, payload[4:])
-    return [str(msg_id), *wire.split_fields(payload[4:])]
+        msg_id -= PROTOBUF_MSG_ID
+        return requests.Frame(msg_id, [], requests.read_protobuf(msg_id, payload[4:]))
+    return requests.Frame(msg_id, wire.split_fields(payload[4:]))
 
 
 @functools.cache
-def _schema(name: str) -> Any:
+def schema(name: str) -> Any:
+    """IB's generated protobuf class ``name`` (imported on first use: 9.81 has none)."""
     return getattr(importlib.import_module(f"ibapi.protobuf.{name}_pb2"), name)
 
 
 def _protobuf(entry: tuple[str, int, int, tuple[str, ...]],
               fields: tuple[object, ...] | list[object]) -> bytes:
-    schema, _, skip, names = entry
-    message = _schema(schema)()
+    message_name, _, skip, names = entry
+    message = schema(message_name)()
     for name, value in zip(names, fields[skip:], strict=False):
         pb_replies.put(message, name, value)
     return bytes(message.SerializeToString())

@@ -141,7 +141,9 @@ class ControlServer:
 def _config(sim: Simulator, args: dict[str, Any]) -> Any:
     hist = {k: v for k, v in args.items() if k.startswith("hist_")}
     merged = msgspec.to_builtins(sim.config) | {k: v for k, v in args.items() if k not in hist}
-    sim.config = msgspec.convert(merged, SimConfig)
+    new = msgspec.convert(merged, SimConfig)
+    for name in SimConfig.__struct_fields__:  # in place: the models hold this config
+        setattr(sim.config, name, getattr(new, name))
     return msgspec.to_builtins(sim.config) | histrules.configure(sim, **hist)
 
 
@@ -210,7 +212,7 @@ def _fill_order(sim: Simulator, args: dict[str, Any]) -> Any:
 
 def _manual_order(sim: Simulator, args: dict[str, Any]) -> Any:
     """An order "entered by hand in TWS", described with ibapi's Order field names."""
-    from twsbus.sim.h_orders import order_defaults
+    from twsbus.sim.requests.order_text import order_defaults
 
     spec = dict(args.get("contract") or {})
     found = sim.universe.find(spec)

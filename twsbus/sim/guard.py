@@ -1,31 +1,33 @@
-"""The safety net around every request handler: a handler that raises answers an error for its
-request, and the client's session carries on.
+"""The safety net around every request: reading a frame into its typed request and handling it,
+where a failure answers an error for that request and the client's session carries on.
 
-Without it an exception in a handler (a field that is not a number, a simulator bug) would end
-the session and drop the client's link, which TWS never does for a bad request. ``install``
-wraps each registered handler once; the wrapper answers TWS's 322 "Error processing request"
-for the request's id (-1 for requests that carry none), counts it in
-``Stats.handler_errors`` (``GET /state``) and logs the traceback. Connection errors still end
-the session: there is nobody left to answer.
+Without it an exception while reading or handling (a field that is not a number, a simulator
+bug) would end the session and drop the client's link, which TWS never does for a bad request.
+``install`` wraps each handler of a table once; the wrapper reads the frame at the session's
+version, calls the handler, and on failure answers TWS's 322 "Error processing request" for the
+request's id (-1 for requests that carry none), counts it in ``Stats.handler_errors``
+(``GET /state``) and logs the traceback. Connection errors still end the session: there is
+nobody left to answer.
 
-Where a request carries its id depends on the message; ``REQUEST_ID_FIELD`` says where ibapi's
-EClient writes it (the message id is field 0), and a test checks the table against ibapi.
+Where a text request carries its id depends on the message; ``REQUEST_ID_FIELD`` says where
+ibapi's EClient writes it (the message id is field 0), and a test checks the table against
+ibapi. A request read from protobuf names it (``reqId``, ``tickerId`` or ``orderId``).
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, MutableMapping
 from typing import TYPE_CHECKING
 
 from twsbus.sim.msgids import FromClient as M
 from twsbus.sim.session import request_name
+from twsbus.sim.wire import Fields
 
 if TYPE_CHECKING:
-    from twsbus.sim.registry import Handler
+    from twsbus.sim.handlers import Handler
+    from twsbus.sim.requests import Frame
     from twsbus.sim.session import ClientSession
-    from twsbus.sim.wire import Fields
 
 log = logging.getLogger("twsbus.sim")
 
@@ -76,8 +78,19 @@ def request_id(msg_id: int, version: int, f: Fields) -> int:
         return -1
 
 
+def _id_of(s: ClientSession, frame: Frame) -> int:
+    if frame.request is None:
+        return request_id(frame.msg_id, s.version, Fields(frame.fields))
+    for name in ("reqId", "tickerId", "orderId"):
+        value = getattr(frame.request, name, None)
+        if isinstance(value, int):
+            return value
+    return -1
+
+
 class Guarded:
-    """A handler wrapped so that its exceptions become an error message for its request."""
+    """A handler wrapped so that it takes a frame, and a frame that does not read or a handler
+    that raises becomes an error message for its request."""
 
     def __init__(self, msg_id: int, handler: Handler) -> None:
         self.msg_id = msg_id
@@ -86,36 +99,36 @@ class Guarded:
     def __repr__(self) -> str:
         return f"<Guarded {request_name(self.msg_id)} {getattr(self.handler, '__name__', '?')}>"
 
-    def __call__(self, s: ClientSession, f: Fields) -> Awaitable[None] | None:
-        start = copy.copy(f)  # the handler moves f; the error needs the request id
+    def __call__(self, s: ClientSession, frame: Frame) -> Awaitable[None] | None:
         try:
-            result = self.handler(s, f)
+            result = self.handler(s, frame.read(s.version))
         except ConnectionError:
             raise
         except Exception as exc:
-            self._failed(s, start, exc)
+            self._failed(s, frame, exc)
             return None
-        return None if result is None else self._finish(s, start, result)
+        return None if result is None else self._finish(s, frame, result)
 
-    async def _finish(self, s: ClientSession, start: Fields, result: Awaitable[None]) -> None:
+    async def _finish(self, s: ClientSession, frame: Frame, result: Awaitable[None]) -> None:
         try:
             await result
         except ConnectionError:
             raise
         except Exception as exc:
-            self._failed(s, start, exc)
+            self._failed(s, frame, exc)
 
-    def _failed(self, s: ClientSession, start: Fields, exc: Exception) -> None:
+    def _failed(self, s: ClientSession, frame: Frame, exc: Exception) -> None:
         name = request_name(self.msg_id)
         s.sim.stats.handler_errors += 1
         log.exception("%s from client %s failed", name, s.client_id, exc_info=exc)
-        s.error(request_id(self.msg_id, s.version, start), ERROR_PROCESSING_REQUEST,
+        s.error(_id_of(s, frame), ERROR_PROCESSING_REQUEST,
                 f"Error processing request.-'{name}' : cause - {type(exc).__name__}: {exc}")
 
 
-def install(handlers: dict[int, Handler]) -> dict[int, Handler]:
-    """Wrap every handler in ``handlers`` (once: installing twice changes nothing)."""
+def install(handlers: MutableMapping[int, Handler | Guarded]) -> dict[int, Guarded]:
+    """Wrap every handler in ``handlers`` (once: installing twice changes nothing); the table
+    the session dispatches frames through."""
     for msg_id, handler in list(handlers.items()):
         if not isinstance(handler, Guarded):
             handlers[msg_id] = Guarded(msg_id, handler)
-    return handlers
+    return {msg_id: h for msg_id, h in handlers.items() if isinstance(h, Guarded)}

@@ -17,10 +17,9 @@ from typing import TYPE_CHECKING
 
 from twsbus.sim.accounts import Account, Position, Row
 from twsbus.sim.msgids import FromClient, ToClient
-from twsbus.sim.registry import handles
+from twsbus.sim.requests import account as rq
 from twsbus.sim.session import ClientSession, SessionState, Subscription
 from twsbus.sim.universe import Instrument
-from twsbus.sim.wire import Fields
 
 if TYPE_CHECKING:
     from twsbus.sim.server import Simulator
@@ -68,8 +67,7 @@ def _send_position(s: ClientSession, acct: Account, pos: Position) -> None:
            inst.local_symbol, inst.trading_class, pos.qty, pos.avg_cost)
 
 
-@handles(FromClient.REQ_POSITIONS)
-def req_positions(s: ClientSession, f: Fields) -> None:
+def req_positions(s: ClientSession, r: rq.ReqPositions) -> None:
     s.open_sub("positions", POSITIONS_KEY)
     for acct in s.sim.accounts.by_code.values():
         for pos in acct.positions.values():
@@ -77,8 +75,7 @@ def req_positions(s: ClientSession, f: Fields) -> None:
     s.send(ToClient.POSITION_END, 1)
 
 
-@handles(FromClient.CANCEL_POSITIONS)
-def cancel_positions(s: ClientSession, f: Fields) -> None:
+def cancel_positions(s: ClientSession, r: rq.CancelPositions) -> None:
     s.close_sub(POSITIONS_KEY, "positions")
 
 
@@ -97,10 +94,8 @@ def _accounts_named(s: ClientSession, code: str) -> list[Account] | None:
     return [acct] if acct else None
 
 
-@handles(FromClient.REQ_POSITIONS_MULTI)
-def req_positions_multi(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    req_id, code, model = f.int(), f.str(), f.str()
+def req_positions_multi(s: ClientSession, r: rq.ReqPositionsMulti) -> None:
+    req_id, code, model = r.reqId, r.account, r.modelCode
     accts = _accounts_named(s, code)
     if accts is None:
         _invalid_account(s, req_id, code)
@@ -112,10 +107,8 @@ def req_positions_multi(s: ClientSession, f: Fields) -> None:
     s.send(ToClient.POSITION_MULTI_END, 1, req_id)
 
 
-@handles(FromClient.CANCEL_POSITIONS_MULTI)
-def cancel_positions_multi(s: ClientSession, f: Fields) -> None:
-    f.int()
-    s.close_sub(f.int(), "positions_multi")
+def cancel_positions_multi(s: ClientSession, r: rq.CancelPositionsMulti) -> None:
+    s.close_sub(r.reqId, "positions_multi")
 
 
 # ---- account summary ----------------------------------------------------------------------
@@ -140,10 +133,8 @@ async def _run_summary(s: ClientSession, sub: Subscription) -> None:
         sub.params["sent"] = rows
 
 
-@handles(FromClient.REQ_ACCOUNT_SUMMARY)
-def req_account_summary(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    req_id, group, tags_text = f.int(), f.str(), f.str()
+def req_account_summary(s: ClientSession, r: rq.ReqAccountSummary) -> None:
+    req_id, group, tags_text = r.reqId, r.groupName, r.tags
     if req_id not in s.subs and len(s.subs_of("account_summary")) >= MAX_ACCOUNT_SUMMARIES:
         s.error(req_id, REQUEST_REFUSED, "Error processing request.-'bd' : cause - "
                 "Maximum number of account summary requests exceeded")
@@ -167,10 +158,8 @@ def req_account_summary(s: ClientSession, f: Fields) -> None:
     s.send(ToClient.ACCOUNT_SUMMARY_END, 1, req_id)
 
 
-@handles(FromClient.CANCEL_ACCOUNT_SUMMARY)
-def cancel_account_summary(s: ClientSession, f: Fields) -> None:
-    f.int()
-    s.close_sub(f.int(), "account_summary")
+def cancel_account_summary(s: ClientSession, r: rq.CancelAccountSummary) -> None:
+    s.close_sub(r.reqId, "account_summary")
 
 
 # ---- account updates (values + portfolio) -------------------------------------------------
@@ -214,10 +203,8 @@ async def _run_account(s: ClientSession, sub: Subscription) -> None:
         _refresh_account(s, sub)
 
 
-@handles(FromClient.REQ_ACCT_DATA)
-def req_account_updates(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    subscribe, code = f.bool(), f.str()
+def req_account_updates(s: ClientSession, r: rq.ReqAccountUpdates) -> None:
+    subscribe, code = r.subscribe, r.acctCode
     if not subscribe:
         s.close_sub(ACCOUNT_KEY, "account")
         return
@@ -258,10 +245,8 @@ async def _run_multi(s: ClientSession, sub: Subscription) -> None:
         _refresh_multi(s, sub)
 
 
-@handles(FromClient.REQ_ACCOUNT_UPDATES_MULTI)
-def req_account_updates_multi(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    req_id, code, model, ledger_and_nlv = f.int(), f.str(), f.str(), f.bool()
+def req_account_updates_multi(s: ClientSession, r: rq.ReqAccountUpdatesMulti) -> None:
+    req_id, code, model, ledger_and_nlv = r.reqId, r.account, r.modelCode, r.ledgerAndNLV
     accts = _accounts_named(s, code)
     if accts is None:
         _invalid_account(s, req_id, code)
@@ -272,10 +257,8 @@ def req_account_updates_multi(s: ClientSession, f: Fields) -> None:
     s.send(ToClient.ACCOUNT_UPDATE_MULTI_END, 1, req_id)
 
 
-@handles(FromClient.CANCEL_ACCOUNT_UPDATES_MULTI)
-def cancel_account_updates_multi(s: ClientSession, f: Fields) -> None:
-    f.int()
-    s.close_sub(f.int(), "account_multi")
+def cancel_account_updates_multi(s: ClientSession, r: rq.CancelAccountUpdatesMulti) -> None:
+    s.close_sub(r.reqId, "account_multi")
 
 
 # ---- PnL ----------------------------------------------------------------------------------
@@ -298,9 +281,8 @@ async def _run_pnl(s: ClientSession, sub: Subscription) -> None:
         await asyncio.sleep(_interval(s.sim))
 
 
-@handles(FromClient.REQ_PNL)
-def req_pnl(s: ClientSession, f: Fields) -> None:
-    req_id, code, model = f.int(), f.str(), f.str()
+def req_pnl(s: ClientSession, r: rq.ReqPnL) -> None:
+    req_id, code, model = r.reqId, r.account, r.modelCode
     acct = s.sim.accounts.get(code)
     if acct is None:
         _invalid_account(s, req_id, code)
@@ -308,9 +290,8 @@ def req_pnl(s: ClientSession, f: Fields) -> None:
     s.open_sub("pnl", req_id, run=partial(_run_pnl, s), account=acct, model=model)
 
 
-@handles(FromClient.CANCEL_PNL)
-def cancel_pnl(s: ClientSession, f: Fields) -> None:
-    s.close_sub(f.int(), "pnl")
+def cancel_pnl(s: ClientSession, r: rq.CancelPnL) -> None:
+    s.close_sub(r.reqId, "pnl")
 
 
 async def _run_pnl_single(s: ClientSession, sub: Subscription) -> None:
@@ -325,9 +306,8 @@ async def _run_pnl_single(s: ClientSession, sub: Subscription) -> None:
         await asyncio.sleep(_interval(s.sim))
 
 
-@handles(FromClient.REQ_PNL_SINGLE)
-def req_pnl_single(s: ClientSession, f: Fields) -> None:
-    req_id, code, model, con_id = f.int(), f.str(), f.str(), f.int()
+def req_pnl_single(s: ClientSession, r: rq.ReqPnLSingle) -> None:
+    req_id, code, model, con_id = r.reqId, r.account, r.modelCode, r.conid
     acct = s.sim.accounts.get(code)
     if acct is None:
         _invalid_account(s, req_id, code)
@@ -339,9 +319,8 @@ def req_pnl_single(s: ClientSession, f: Fields) -> None:
                model=model)
 
 
-@handles(FromClient.CANCEL_PNL_SINGLE)
-def cancel_pnl_single(s: ClientSession, f: Fields) -> None:
-    s.close_sub(f.int(), "pnl_single")
+def cancel_pnl_single(s: ClientSession, r: rq.CancelPnLSingle) -> None:
+    s.close_sub(r.reqId, "pnl_single")
 
 
 # ---- fills --------------------------------------------------------------------------------
@@ -360,3 +339,20 @@ def publish_change(sim: Simulator, acct: Account, pos: Position) -> None:
         for sub in s.subs_of("account"):
             if sub.params["account"] is acct:
                 _refresh_account(s, sub)
+
+
+HANDLERS = {
+    FromClient.REQ_POSITIONS: req_positions,
+    FromClient.CANCEL_POSITIONS: cancel_positions,
+    FromClient.REQ_POSITIONS_MULTI: req_positions_multi,
+    FromClient.CANCEL_POSITIONS_MULTI: cancel_positions_multi,
+    FromClient.REQ_ACCOUNT_SUMMARY: req_account_summary,
+    FromClient.CANCEL_ACCOUNT_SUMMARY: cancel_account_summary,
+    FromClient.REQ_ACCT_DATA: req_account_updates,
+    FromClient.REQ_ACCOUNT_UPDATES_MULTI: req_account_updates_multi,
+    FromClient.CANCEL_ACCOUNT_UPDATES_MULTI: cancel_account_updates_multi,
+    FromClient.REQ_PNL: req_pnl,
+    FromClient.CANCEL_PNL: cancel_pnl,
+    FromClient.REQ_PNL_SINGLE: req_pnl_single,
+    FromClient.CANCEL_PNL_SINGLE: cancel_pnl_single,
+}

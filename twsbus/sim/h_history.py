@@ -12,20 +12,18 @@ import asyncio
 import datetime as dt
 import re
 import time
-from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from twsbus.sim import histrules
-from twsbus.sim.contracts import read_contract, resolve_one
+from twsbus.sim.contracts import resolve_one
 from twsbus.sim.market import Bar, HistTick, Quote, tick_decimals
 from twsbus.sim.msgids import FromClient, ToClient
-from twsbus.sim.registry import handles
+from twsbus.sim.requests import Contract
+from twsbus.sim.requests import history as rq
 from twsbus.sim.session import ClientSession, Subscription
 from twsbus.sim.universe import Instrument
 from twsbus.sim.values import utc_stamp
-from twsbus.sim.wire import Fields
 
-MIN_SERVER_VER_TRADING_CLASS = 68
 MIN_SERVER_VER_SYNT_REALTIME_BARS = 124  # keepUpToDate; no version field in request or reply
 MIN_SERVER_VER_FRACTIONAL_SIZE_SUPPORT = 163
 MIN_SERVER_VER_HISTORICAL_SCHEDULE = 165
@@ -59,12 +57,6 @@ def _invalid(s: ClientSession, req_id: int, cause: str) -> None:
 
 def _hmds(s: ClientSession, req_id: int, message: str) -> None:
     s.error(req_id, 162, f"Historical Market Data Service error message:{message}")
-
-
-def _read_request_contract(s: ClientSession, f: Fields) -> dict[str, Any]:
-    return read_contract(f, con_id=s.version >= MIN_SERVER_VER_TRADING_CLASS,
-                         trading_class=s.version >= MIN_SERVER_VER_TRADING_CLASS,
-                         include_expired=True)
 
 
 # ---- calendar ---------------------------------------------------------------------------------
@@ -183,18 +175,11 @@ def _bar_fields(s: ClientSession, inst: Instrument, b: Bar, bar: int, fmt: int) 
             _size(s, b.volume), b.wap, b.count]
 
 
-@handles(FromClient.REQ_HISTORICAL_DATA)
-def req_historical_data(s: ClientSession, f: Fields) -> None:
-    if s.version < MIN_SERVER_VER_SYNT_REALTIME_BARS:
-        f.int()  # version
-    req_id = f.int()
-    spec = _read_request_contract(s, f)
-    end_text, bar_size, duration = f.str(), f.str().strip(), f.str().strip()
-    rth, what, fmt = f.int() != 0, f.str().upper(), f.int(1)
-    if spec["secType"] == "BAG":
-        f.skip(4 * f.int())
-    keep = f.bool() if s.version >= MIN_SERVER_VER_SYNT_REALTIME_BARS else False
-    inst = resolve_one(s, req_id, spec)
+def req_historical_data(s: ClientSession, r: rq.ReqHistoricalData) -> None:
+    req_id, end_text = r.reqId, r.endDateTime
+    bar_size, duration = r.barSizeSetting.strip(), r.durationStr.strip()
+    rth, what, fmt, keep = r.useRTH, r.whatToShow.upper(), r.formatDate, r.keepUpToDate
+    inst = resolve_one(s, req_id, r.contract)
     if inst is None:
         return
     bar = BAR_SECONDS.get(bar_size) or BAR_SECONDS.get(bar_size.rstrip("s"))
@@ -227,14 +212,14 @@ def req_historical_data(s: ClientSession, f: Fields) -> None:
         _hmds(s, req_id, "Time length exceed max.")
         return
     identity = ("bars", inst.con_id, end_text.strip(), bar, duration, rth, what, fmt, keep)
-    histrules.gate(s, req_id, identity, _burst_key(spec, inst, what), what,
+    histrules.gate(s, req_id, identity, _burst_key(r.contract, inst, what), what,
                    lambda: _send_bars(s, req_id, inst, end, amount, unit, bar, rth, what, fmt,
                                       keep))
 
 
-def _burst_key(spec: dict[str, Any], inst: Instrument, what: str) -> tuple[int, str, str]:
+def _burst_key(contract: Contract, inst: Instrument, what: str) -> tuple[int, str, str]:
     """IB's "same contract, exchange and tick type"."""
-    return inst.con_id, str(spec.get("exchange") or inst.exchange), what
+    return inst.con_id, contract.exchange or inst.exchange, what
 
 
 def _send_bars(s: ClientSession, req_id: int, inst: Instrument, end: int, amount: int, unit: str,
@@ -322,23 +307,16 @@ def _send_schedule(s: ClientSession, req_id: int, inst: Instrument, end: int, am
     s.send(*out)
 
 
-@handles(FromClient.CANCEL_HISTORICAL_DATA)
-def cancel_historical_data(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    s.close_sub(f.int(), "hist_bars")
+def cancel_historical_data(s: ClientSession, r: rq.CancelHistoricalData) -> None:
+    s.close_sub(r.reqId, "hist_bars")
 
 
 # ---- head timestamp, histogram ----------------------------------------------------------------
 
 
-@handles(FromClient.REQ_HEAD_TIMESTAMP)
-def req_head_timestamp(s: ClientSession, f: Fields) -> None:
-    req_id = f.int()
-    spec = read_contract(f, include_expired=True)
-    f.int()  # useRTH
-    what = f.str().upper()
-    fmt = f.int(1)
-    inst = resolve_one(s, req_id, spec)
+def req_head_timestamp(s: ClientSession, r: rq.ReqHeadTimeStamp) -> None:
+    req_id, what, fmt = r.reqId, r.whatToShow.upper(), r.formatDate
+    inst = resolve_one(s, req_id, r.contract)
     if inst is None:
         return
     if what not in WHAT_TO_SHOW - {"SCHEDULE"}:
@@ -348,22 +326,17 @@ def req_head_timestamp(s: ClientSession, f: Fields) -> None:
                                           inst.expiry[4:8]) or "20040102"
     t = parse_time(f"{day} 09:30:00", inst.time_zone) or 0
     stamp = str(t) if fmt == 2 else utc_stamp(s.version, t)
-    histrules.gate(s, req_id, ("head", inst.con_id, what, fmt), _burst_key(spec, inst, what), what,
-                   lambda: s.send(ToClient.HEAD_TIMESTAMP, req_id, stamp))
+    histrules.gate(s, req_id, ("head", inst.con_id, what, fmt), _burst_key(r.contract, inst, what),
+                   what, lambda: s.send(ToClient.HEAD_TIMESTAMP, req_id, stamp))
 
 
-@handles(FromClient.CANCEL_HEAD_TIMESTAMP)
-def cancel_head_timestamp(s: ClientSession, f: Fields) -> None:
-    f.int()  # answered at once, so nothing is pending: TWS ignores it too
+def cancel_head_timestamp(s: ClientSession, r: rq.CancelHeadTimeStamp) -> None:
+    return None  # answered at once, so nothing is pending: TWS ignores it too
 
 
-@handles(FromClient.REQ_HISTOGRAM_DATA)
-def req_histogram_data(s: ClientSession, f: Fields) -> None:
-    req_id = f.int()
-    spec = read_contract(f, include_expired=True)
-    f.bool()  # useRTH
-    period = f.str().strip()
-    inst = resolve_one(s, req_id, spec)
+def req_histogram_data(s: ClientSession, r: rq.ReqHistogramData) -> None:
+    req_id, period = r.tickerId, r.timePeriod.strip()
+    inst = resolve_one(s, req_id, r.contract)
     if inst is None:
         return
     m = re.fullmatch(r"(\d+) (day|week|month|year)s?", period)
@@ -376,13 +349,12 @@ def req_histogram_data(s: ClientSession, f: Fields) -> None:
     out: list[object] = [ToClient.HISTOGRAM_DATA, req_id, len(points)]
     for price, size in points:
         out += [price, _size(s, size)]
-    histrules.gate(s, req_id, ("histogram", inst.con_id, period), _burst_key(spec, inst, "TRADES"),
-                   "TRADES", lambda: s.send(*out))
+    histrules.gate(s, req_id, ("histogram", inst.con_id, period),
+                   _burst_key(r.contract, inst, "TRADES"), "TRADES", lambda: s.send(*out))
 
 
-@handles(FromClient.CANCEL_HISTOGRAM_DATA)
-def cancel_histogram_data(s: ClientSession, f: Fields) -> None:
-    f.int()  # answered at once: nothing to cancel
+def cancel_histogram_data(s: ClientSession, r: rq.CancelHistogramData) -> None:
+    return None  # answered at once: nothing to cancel
 
 
 # ---- historical ticks -------------------------------------------------------------------------
@@ -407,13 +379,10 @@ def send_hist_ticks(s: ClientSession, req_id: int, what: str, ticks: list[HistTi
     s.send(*out)
 
 
-@handles(FromClient.REQ_HISTORICAL_TICKS)
-def req_historical_ticks(s: ClientSession, f: Fields) -> None:
-    req_id = f.int()
-    spec = read_contract(f, include_expired=True)
-    start_text, end_text = f.str(), f.str()
-    count, what = f.int(), f.str().upper()
-    inst = resolve_one(s, req_id, spec)
+def req_historical_ticks(s: ClientSession, r: rq.ReqHistoricalTicks) -> None:
+    req_id, start_text, end_text = r.reqId, r.startDateTime, r.endDateTime
+    count, what = r.numberOfTicks, r.whatToShow.upper()
+    inst = resolve_one(s, req_id, r.contract)
     if inst is None:
         return
     if what not in ("MIDPOINT", "BID_ASK", "TRADES"):
@@ -430,5 +399,16 @@ def req_historical_ticks(s: ClientSession, f: Fields) -> None:
         return
     ticks = s.sim.market.hist_ticks(inst.con_id, anchor, max(0, min(count, 1000)), forward)
     histrules.gate(s, req_id, ("ticks", inst.con_id, start_text, end_text, count, what),
-                   _burst_key(spec, inst, what), what,
+                   _burst_key(r.contract, inst, what), what,
                    lambda: send_hist_ticks(s, req_id, what, ticks, done=True))
+
+
+HANDLERS = {
+    FromClient.REQ_HISTORICAL_DATA: req_historical_data,
+    FromClient.CANCEL_HISTORICAL_DATA: cancel_historical_data,
+    FromClient.REQ_HEAD_TIMESTAMP: req_head_timestamp,
+    FromClient.CANCEL_HEAD_TIMESTAMP: cancel_head_timestamp,
+    FromClient.REQ_HISTOGRAM_DATA: req_histogram_data,
+    FromClient.CANCEL_HISTOGRAM_DATA: cancel_histogram_data,
+    FromClient.REQ_HISTORICAL_TICKS: req_historical_ticks,
+}

@@ -16,25 +16,19 @@ import weakref
 from typing import Any
 
 from twsbus.sim import values, wire
-from twsbus.sim.contracts import read_contract, resolve_one
+from twsbus.sim.contracts import resolve_one
 from twsbus.sim.h_history import send_hist_ticks
 from twsbus.sim.loadgen import PACE_STATE, blast, pace  # noqa: F401 (control.py's imports)
 from twsbus.sim.market import BookRow, Quote, tick_decimals, tick_round, venues
 from twsbus.sim.msgids import FromClient, ToClient
-from twsbus.sim.registry import handles
+from twsbus.sim.requests import market as rq
 from twsbus.sim.session import ClientSession, Subscription
 from twsbus.sim.universe import Instrument
 from twsbus.sim.values import size_field
-from twsbus.sim.wire import Fields
 
-MIN_SERVER_VER_DELTA_NEUTRAL = 40
-MIN_SERVER_VER_REQ_MKT_DATA_CONID = 47
-MIN_SERVER_VER_TRADING_CLASS = 68
-MIN_SERVER_VER_REQ_SMART_COMPONENTS = 114  # regulatorySnapshot, and tickReqParams replies
+MIN_SERVER_VER_REQ_SMART_COMPONENTS = 114  # tickReqParams replies
 MIN_SERVER_VER_SERVICE_DATA_TYPE = 120
-MIN_SERVER_VER_TICK_BY_TICK_IGNORE_SIZE = 140
 MIN_SERVER_VER_SMART_DEPTH = 146
-MIN_SERVER_VER_MKT_DEPTH_PRIM_EXCHANGE = 149
 
 # tick types
 BID_SIZE, BID, ASK, ASK_SIZE, LAST, LAST_SIZE, HIGH, LOW, VOLUME, CLOSE = range(10)
@@ -80,10 +74,8 @@ def _interval(s: ClientSession) -> float:
 # ---- top of book ------------------------------------------------------------------------------
 
 
-@handles(FromClient.REQ_MARKET_DATA_TYPE)
-def req_market_data_type(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    _DATA_TYPE[s] = f.int() or 1
+def req_market_data_type(s: ClientSession, r: rq.ReqMarketDataType) -> None:
+    _DATA_TYPE[s] = r.marketDataType or 1
 
 
 class _Ticker:
@@ -210,26 +202,15 @@ def _parse_generic(text: str, legal: set[int]) -> tuple[set[int], list[str]]:
     return ticks, bad
 
 
-@handles(FromClient.REQ_MKT_DATA)
-def req_mkt_data(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    req_id = f.int()
-    spec = read_contract(f, con_id=s.version >= MIN_SERVER_VER_REQ_MKT_DATA_CONID,
-                         trading_class=s.version >= MIN_SERVER_VER_TRADING_CLASS)
-    if spec["secType"] == "BAG":
-        f.skip(4 * f.int())  # combo legs: conId, ratio, action, exchange
-    if s.version >= MIN_SERVER_VER_DELTA_NEUTRAL and f.bool():
-        f.skip(3)  # delta-neutral conId, delta, price
-    generic_text = f.str()
-    snapshot = f.bool()
-    if s.version >= MIN_SERVER_VER_REQ_SMART_COMPONENTS:
-        snapshot = f.bool() or snapshot  # a regulatory snapshot is a snapshot too
+def req_mkt_data(s: ClientSession, r: rq.ReqMktData) -> None:
+    req_id = r.reqId
+    snapshot = r.snapshot or r.regulatorySnapshot  # a regulatory snapshot is a snapshot too
     if _duplicate(s, req_id):
         return
-    inst = resolve_one(s, req_id, spec)
+    inst = resolve_one(s, req_id, r.contract)
     if inst is None:
         return
-    generic, bad = _parse_generic(generic_text, _legal_generic(s.version))
+    generic, bad = _parse_generic(r.genericTickList, _legal_generic(s.version))
     if bad:
         legal = ",".join(str(t) for t in sorted(_legal_generic(s.version)))
         s.error(req_id, 321, "Error validating request.-'bW' : cause - Incorrect generic tick "
@@ -257,26 +238,18 @@ def req_mkt_data(s: ClientSession, f: Fields) -> None:
     s.open_sub("mkt_data", req_id, inst.con_id, run=run, generic=sorted(generic))
 
 
-@handles(FromClient.CANCEL_MKT_DATA)
-def cancel_mkt_data(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    s.close_sub(f.int(), "mkt_data")  # TWS ignores unknown ids
+def cancel_mkt_data(s: ClientSession, r: rq.CancelMktData) -> None:
+    s.close_sub(r.reqId, "mkt_data")  # TWS ignores unknown ids
 
 
 # ---- tick-by-tick -----------------------------------------------------------------------------
 
 
-@handles(FromClient.REQ_TICK_BY_TICK_DATA)
-def req_tick_by_tick(s: ClientSession, f: Fields) -> None:
-    req_id = f.int()
-    spec = read_contract(f)
-    kind = f.str()
-    count, ignore_size = 0, False
-    if s.version >= MIN_SERVER_VER_TICK_BY_TICK_IGNORE_SIZE:
-        count, ignore_size = f.int(), f.bool()
+def req_tick_by_tick(s: ClientSession, r: rq.ReqTickByTickData) -> None:
+    req_id, kind, count, ignore_size = r.reqId, r.tickType, r.numberOfTicks, r.ignoreSize
     if _duplicate(s, req_id):
         return
-    inst = resolve_one(s, req_id, spec)
+    inst = resolve_one(s, req_id, r.contract)
     if inst is None:
         return
     tick_type = TBT_TYPES.get(kind)
@@ -326,25 +299,19 @@ def req_tick_by_tick(s: ClientSession, f: Fields) -> None:
     s.open_sub("tbt", req_id, inst.con_id, run=run, tick_type=kind, ignore_size=ignore_size)
 
 
-@handles(FromClient.CANCEL_TICK_BY_TICK_DATA)
-def cancel_tick_by_tick(s: ClientSession, f: Fields) -> None:
-    s.close_sub(f.int(), "tbt")
+def cancel_tick_by_tick(s: ClientSession, r: rq.CancelTickByTickData) -> None:
+    s.close_sub(r.reqId, "tbt")
 
 
 # ---- real-time bars -----------------------------------------------------------------------------
 
 
-@handles(FromClient.REQ_REAL_TIME_BARS)
-def req_real_time_bars(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    req_id = f.int()
-    spec = read_contract(f, con_id=s.version >= MIN_SERVER_VER_TRADING_CLASS,
-                         trading_class=s.version >= MIN_SERVER_VER_TRADING_CLASS)
-    bar_size, what = f.int(), f.str().upper()
-    f.int()  # useRTH: the simulated market trades around the clock
+def req_real_time_bars(s: ClientSession, r: rq.ReqRealTimeBars) -> None:
+    # useRTH does not matter: the simulated market trades around the clock
+    req_id, bar_size, what = r.reqId, r.barSize, r.whatToShow.upper()
     if _duplicate(s, req_id):
         return
-    inst = resolve_one(s, req_id, spec)
+    inst = resolve_one(s, req_id, r.contract)
     if inst is None:
         return
     if bar_size != 5:
@@ -385,17 +352,14 @@ def req_real_time_bars(s: ClientSession, f: Fields) -> None:
     s.open_sub("rt_bars", req_id, inst.con_id, run=run, what=what)
 
 
-@handles(FromClient.CANCEL_REAL_TIME_BARS)
-def cancel_real_time_bars(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    s.close_sub(f.int(), "rt_bars")
+def cancel_real_time_bars(s: ClientSession, r: rq.CancelRealTimeBars) -> None:
+    s.close_sub(r.reqId, "rt_bars")
 
 
 # ---- depth ------------------------------------------------------------------------------------
 
 
-@handles(FromClient.REQ_MKT_DEPTH_EXCHANGES)
-def req_mkt_depth_exchanges(s: ClientSession, f: Fields) -> None:
+def req_mkt_depth_exchanges(s: ClientSession, r: rq.ReqMktDepthExchanges) -> None:
     out: list[object] = [ToClient.MKT_DEPTH_EXCHANGES, len(DEPTH_EXCHANGES)]
     for exchange, sec_type, listing, service, agg in DEPTH_EXCHANGES:
         if s.version >= MIN_SERVER_VER_SERVICE_DATA_TYPE:
@@ -441,18 +405,11 @@ class _Book:
             self.rows[side] = new
 
 
-@handles(FromClient.REQ_MKT_DEPTH)
-def req_mkt_depth(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    req_id = f.int()
-    spec = read_contract(f, con_id=s.version >= MIN_SERVER_VER_TRADING_CLASS,
-                         primary_exchange=s.version >= MIN_SERVER_VER_MKT_DEPTH_PRIM_EXCHANGE,
-                         trading_class=s.version >= MIN_SERVER_VER_TRADING_CLASS)
-    rows = f.int()
-    smart = f.bool() if s.version >= MIN_SERVER_VER_SMART_DEPTH else False
+def req_mkt_depth(s: ClientSession, r: rq.ReqMktDepth) -> None:
+    req_id, rows, smart = r.reqId, r.numRows, r.isSmartDepth
     if _duplicate(s, req_id):
         return
-    inst = resolve_one(s, req_id, spec)
+    inst = resolve_one(s, req_id, r.contract)
     if inst is None:
         return
     limit = s.sim.config.depth_limit
@@ -474,7 +431,19 @@ def req_mkt_depth(s: ClientSession, f: Fields) -> None:
     s.open_sub("depth", req_id, inst.con_id, run=run, rows=rows, smart=smart)
 
 
-@handles(FromClient.CANCEL_MKT_DEPTH)
-def cancel_mkt_depth(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    s.close_sub(f.int(), "depth")
+def cancel_mkt_depth(s: ClientSession, r: rq.CancelMktDepth) -> None:
+    s.close_sub(r.reqId, "depth")
+
+
+HANDLERS = {
+    FromClient.REQ_MARKET_DATA_TYPE: req_market_data_type,
+    FromClient.REQ_MKT_DATA: req_mkt_data,
+    FromClient.CANCEL_MKT_DATA: cancel_mkt_data,
+    FromClient.REQ_TICK_BY_TICK_DATA: req_tick_by_tick,
+    FromClient.CANCEL_TICK_BY_TICK_DATA: cancel_tick_by_tick,
+    FromClient.REQ_REAL_TIME_BARS: req_real_time_bars,
+    FromClient.CANCEL_REAL_TIME_BARS: cancel_real_time_bars,
+    FromClient.REQ_MKT_DEPTH_EXCHANGES: req_mkt_depth_exchanges,
+    FromClient.REQ_MKT_DEPTH: req_mkt_depth,
+    FromClient.CANCEL_MKT_DEPTH: cancel_mkt_depth,
+}

@@ -12,10 +12,9 @@ import time
 from datetime import UTC, datetime
 
 from twsbus.sim.msgids import FromClient, ToClient
-from twsbus.sim.registry import handles
+from twsbus.sim.requests import reference as rq
 from twsbus.sim.session import ClientSession
 from twsbus.sim.universe import Instrument
-from twsbus.sim.wire import Fields
 
 MIN_SERVER_VER_NEWS_QUERY_ORIGINS = 128
 
@@ -69,15 +68,14 @@ def _format_time(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M:%S") + ".0"
 
 
-@handles(FromClient.REQ_NEWS_PROVIDERS)
-def req_news_providers(s: ClientSession, f: Fields) -> None:
+def req_news_providers(s: ClientSession, r: rq.ReqNewsProviders) -> None:
     s.send(ToClient.NEWS_PROVIDERS, len(PROVIDERS), *(x for p in PROVIDERS for x in p))
 
 
-@handles(FromClient.REQ_HISTORICAL_NEWS)
-def req_historical_news(s: ClientSession, f: Fields) -> None:
-    req_id, con_id, codes_text = f.int(), f.int(), f.str()
-    start, end, total = _parse_time(f.str()), _parse_time(f.str()), f.int()
+def req_historical_news(s: ClientSession, r: rq.ReqHistoricalNews) -> None:
+    req_id, con_id, codes_text = r.reqId, r.conId, r.providerCodes
+    start, end = _parse_time(r.startDateTime), _parse_time(r.endDateTime)
+    total = r.totalResults
     inst = s.sim.universe.get(con_id)
     if inst is None:
         s.error(req_id, 200, "No security definition has been found for the request")
@@ -111,12 +109,18 @@ def article_text(s: ClientSession, provider: str, article_id: str) -> str | None
             "twsbus TWS simulator.</p></body></html>")
 
 
-@handles(FromClient.REQ_NEWS_ARTICLE)
-def req_news_article(s: ClientSession, f: Fields) -> None:
-    req_id, provider, article_id = f.int(), f.str(), f.str()
+def req_news_article(s: ClientSession, r: rq.ReqNewsArticle) -> None:
+    req_id, provider, article_id = r.reqId, r.providerCode, r.articleId
     text = article_text(s, provider, article_id)
     if text is None:
         s.error(req_id, ARTICLE_FAILED,
                 f"Failed to request news article: article {article_id} not found")
         return
     s.send(ToClient.NEWS_ARTICLE, req_id, 0, text)  # type 0: text / html
+
+
+HANDLERS = {
+    FromClient.REQ_NEWS_PROVIDERS: req_news_providers,
+    FromClient.REQ_HISTORICAL_NEWS: req_historical_news,
+    FromClient.REQ_NEWS_ARTICLE: req_news_article,
+}

@@ -10,13 +10,13 @@ that needs it.
 
 from __future__ import annotations
 
-from twsbus.sim.contracts import NO_SECURITY_DEFINITION, read_contract, resolve_one
+from twsbus.sim.contracts import NO_SECURITY_DEFINITION, resolve_one
 from twsbus.sim.msgids import FromClient, ToClient
 from twsbus.sim.optionmath import black_scholes, implied_vol, years_to
-from twsbus.sim.registry import handles
+from twsbus.sim.requests import Contract
+from twsbus.sim.requests import reference as rq
 from twsbus.sim.session import ClientSession
 from twsbus.sim.universe import Instrument
-from twsbus.sim.wire import Fields
 
 MIN_SERVER_VER_MD_SIZE_MULTIPLIER = 110
 MIN_SERVER_VER_AGG_GROUP = 121
@@ -158,13 +158,9 @@ def contract_data(s: ClientSession, req_id: int, inst: Instrument,
     return out
 
 
-@handles(FromClient.REQ_CONTRACT_DATA)
-def req_contract_details(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    req_id = f.int()
-    spec = read_contract(f, include_expired=True)
-    sec_id_type, sec_id = f.str(), f.str()
-    matches = s.sim.universe.find(spec)
+def req_contract_details(s: ClientSession, r: rq.ReqContractDetails) -> None:
+    req_id, sec_id_type, sec_id = r.reqId, r.contract.secIdType, r.contract.secId
+    matches = s.sim.universe.find(r.contract.spec())
     if not matches and sec_id_type.upper() == "ISIN" and sec_id:
         matches = [i for c, isin in ISINS.items() if isin == sec_id
                    and (i := s.sim.universe.get(c)) is not None]
@@ -172,15 +168,14 @@ def req_contract_details(s: ClientSession, f: Fields) -> None:
         s.error(req_id, NO_SECURITY_DEFINITION,
                 "No security definition has been found for the request")
         return
-    exchange = spec.get("exchange") or ""
+    exchange = r.contract.exchange
     for inst in matches:
         s.send(*contract_data(s, req_id, inst, exchange))
     s.send(ToClient.CONTRACT_DATA_END, 1, req_id)
 
 
-@handles(FromClient.REQ_MATCHING_SYMBOLS)
-def req_matching_symbols(s: ClientSession, f: Fields) -> None:
-    req_id, pattern = f.int(), f.str()
+def req_matching_symbols(s: ClientSession, r: rq.ReqMatchingSymbols) -> None:
+    req_id, pattern = r.reqId, r.pattern
     universe = s.sim.universe
     out: list[object] = [ToClient.SYMBOL_SAMPLES, req_id]
     found = universe.search(pattern) if pattern else []
@@ -195,10 +190,9 @@ def req_matching_symbols(s: ClientSession, f: Fields) -> None:
     s.send(*out)
 
 
-@handles(FromClient.REQ_SEC_DEF_OPT_PARAMS)
-def req_sec_def_opt_params(s: ClientSession, f: Fields) -> None:
+def req_sec_def_opt_params(s: ClientSession, r: rq.ReqSecDefOptParams) -> None:
     req_id, symbol, fut_fop_exchange, sec_type, con_id = (
-        f.int(), f.str(), f.str(), f.str(), f.int())
+        r.reqId, r.underlyingSymbol, r.futFopExchange, r.underlyingSecType, r.underlyingConId)
     universe = s.sim.universe
     under = universe.get(con_id) if con_id else None
     if under is None and symbol:
@@ -221,9 +215,8 @@ def req_sec_def_opt_params(s: ClientSession, f: Fields) -> None:
     s.send(ToClient.SECURITY_DEFINITION_OPTION_PARAMETER_END, req_id)
 
 
-@handles(FromClient.REQ_MARKET_RULE)
-def req_market_rule(s: ClientSession, f: Fields) -> None:
-    rule_id = f.int()
+def req_market_rule(s: ClientSession, r: rq.ReqMarketRule) -> None:
+    rule_id = r.marketRuleId
     rule = MARKET_RULES.get(rule_id)
     if rule is None:
         s.error(-1, INVALID_REQUEST,
@@ -233,22 +226,19 @@ def req_market_rule(s: ClientSession, f: Fields) -> None:
     s.send(ToClient.MARKET_RULE, rule_id, len(rule), *flat)
 
 
-@handles(FromClient.REQ_SMART_COMPONENTS)
-def req_smart_components(s: ClientSession, f: Fields) -> None:
-    req_id, _bbo_exchange = f.int(), f.str()
+def req_smart_components(s: ClientSession, r: rq.ReqSmartComponents) -> None:
+    req_id = r.reqId
     flat = [x for comp in SMART_COMPONENTS for x in comp]
     s.send(ToClient.SMART_COMPONENTS, req_id, len(SMART_COMPONENTS), *flat)
 
 
-@handles(FromClient.REQ_FAMILY_CODES)
-def req_family_codes(s: ClientSession, f: Fields) -> None:
+def req_family_codes(s: ClientSession, r: rq.ReqFamilyCodes) -> None:
     codes = s.sim.config.accounts
     flat = [x for code in codes for x in (code, f"F{code[2:]}")]
     s.send(ToClient.FAMILY_CODES, len(codes), *flat)
 
 
-@handles(FromClient.REQ_SCANNER_PARAMETERS)
-def req_scanner_parameters(s: ClientSession, f: Fields) -> None:
+def req_scanner_parameters(s: ClientSession, r: rq.ReqScannerParameters) -> None:
     s.send(ToClient.SCANNER_PARAMETERS, 1, SCANNER_XML)
 
 
@@ -267,14 +257,9 @@ def _fundamentals_xml(inst: Instrument, report: str) -> str:
     )
 
 
-@handles(FromClient.REQ_FUNDAMENTAL_DATA)
-def req_fundamental_data(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    req_id = f.int()
-    spec = {"conId": f.int(), "symbol": f.str(), "secType": f.str(), "exchange": f.str(),
-            "primaryExchange": f.str(), "currency": f.str(), "localSymbol": f.str()}
-    report = f.str()
-    inst = resolve_one(s, req_id, spec)
+def req_fundamental_data(s: ClientSession, r: rq.ReqFundamentalData) -> None:
+    req_id, report = r.reqId, r.reportType
+    inst = resolve_one(s, req_id, r.contract)
     if inst is None:
         return
     if inst.sec_type != "STK" or report not in REPORT_TYPES:
@@ -284,40 +269,36 @@ def req_fundamental_data(s: ClientSession, f: Fields) -> None:
     s.send(ToClient.FUNDAMENTAL_DATA, 1, req_id, _fundamentals_xml(inst, report))
 
 
-@handles(FromClient.CANCEL_FUNDAMENTAL_DATA)
-def cancel_fundamental_data(s: ClientSession, f: Fields) -> None:
+def cancel_fundamental_data(s: ClientSession, r: rq.CancelFundamentalData) -> None:
     return None  # answered in one message: nothing left to stop
 
 
-@handles(FromClient.REQ_SOFT_DOLLAR_TIERS)
-def req_soft_dollar_tiers(s: ClientSession, f: Fields) -> None:
-    req_id = f.int()
+def req_soft_dollar_tiers(s: ClientSession, r: rq.ReqSoftDollarTiers) -> None:
+    req_id = r.reqId
     flat = [x for tier in SOFT_DOLLAR_TIERS for x in tier]
     s.send(ToClient.SOFT_DOLLAR_TIERS, req_id, len(SOFT_DOLLAR_TIERS), *flat)
 
 
-@handles(FromClient.REQ_USER_INFO)
-def req_user_info(s: ClientSession, f: Fields) -> None:
+def req_user_info(s: ClientSession, r: rq.ReqUserInfo) -> None:
     if s.version >= MIN_SERVER_VER_USER_INFO:
-        s.send(ToClient.USER_INFO, f.int(), "")  # no white-branding id
+        s.send(ToClient.USER_INFO, r.reqId, "")  # no white-branding id
 
 
 # ---- the option calculator (the maths: ``optionmath``) ---------------------------------------
 
 
-def _read_calc(s: ClientSession, f: Fields) -> tuple[int, Instrument | None, float, float]:
-    f.int()  # version
-    req_id = f.int()
-    spec = read_contract(f)
-    given, under_price = f.float(), f.float()
-    inst = resolve_one(s, req_id, spec)
+def _option_of(s: ClientSession, req_id: int, contract: Contract,
+               under_price: float) -> tuple[Instrument | None, float]:
+    """The option a calculation names, and the underlying price to use (the market's when the
+    request gives none)."""
+    inst = resolve_one(s, req_id, contract)
     if inst is not None and not inst.is_option:
         s.error(req_id, INVALID_REQUEST, "Error validating request.-'bA' : cause - "
                                          "Option calculations are only for options")
         inst = None
     if inst is not None and under_price <= 0:
         under_price = s.sim.market.quote(inst.under_con_id).last
-    return req_id, inst, given, under_price
+    return inst, under_price
 
 
 def _send_computation(s: ClientSession, req_id: int, vol: float | None, inst: Instrument,
@@ -339,24 +320,42 @@ def _send_computation(s: ClientSession, req_id: int, vol: float | None, inst: In
     s.open_sub("option_calc", req_id, inst.con_id)  # live until the client cancels
 
 
-@handles(FromClient.REQ_CALC_IMPLIED_VOLAT)
-def calc_implied_volatility(s: ClientSession, f: Fields) -> None:
-    req_id, inst, option_price, spot = _read_calc(s, f)
+def calc_implied_volatility(s: ClientSession, r: rq.CalculateImpliedVolatility) -> None:
+    inst, spot = _option_of(s, r.reqId, r.contract, r.underPrice)
     if inst is None:
         return
-    vol = implied_vol(inst.right == "C", spot, inst.strike, years_to(inst.expiry), option_price)
-    _send_computation(s, req_id, vol, inst, spot)
+    vol = implied_vol(inst.right == "C", spot, inst.strike, years_to(inst.expiry),
+                      r.optionPrice)
+    _send_computation(s, r.reqId, vol, inst, spot)
 
 
-@handles(FromClient.REQ_CALC_OPTION_PRICE)
-def calc_option_price(s: ClientSession, f: Fields) -> None:
-    req_id, inst, vol, spot = _read_calc(s, f)
+def calc_option_price(s: ClientSession, r: rq.CalculateOptionPrice) -> None:
+    inst, spot = _option_of(s, r.reqId, r.contract, r.underPrice)
     if inst is None:
         return
-    _send_computation(s, req_id, vol if vol > 0 else None, inst, spot)
+    vol = r.volatility
+    _send_computation(s, r.reqId, vol if vol > 0 else None, inst, spot)
 
 
-@handles(FromClient.CANCEL_CALC_IMPLIED_VOLAT, FromClient.CANCEL_CALC_OPTION_PRICE)
-def cancel_calc(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    s.close_sub(f.int(), "option_calc")
+def cancel_calc(s: ClientSession,
+                r: rq.CancelCalculateImpliedVolatility | rq.CancelCalculateOptionPrice) -> None:
+    s.close_sub(r.reqId, "option_calc")
+
+
+HANDLERS = {
+    FromClient.REQ_CONTRACT_DATA: req_contract_details,
+    FromClient.REQ_MATCHING_SYMBOLS: req_matching_symbols,
+    FromClient.REQ_SEC_DEF_OPT_PARAMS: req_sec_def_opt_params,
+    FromClient.REQ_MARKET_RULE: req_market_rule,
+    FromClient.REQ_SMART_COMPONENTS: req_smart_components,
+    FromClient.REQ_FAMILY_CODES: req_family_codes,
+    FromClient.REQ_SCANNER_PARAMETERS: req_scanner_parameters,
+    FromClient.REQ_FUNDAMENTAL_DATA: req_fundamental_data,
+    FromClient.CANCEL_FUNDAMENTAL_DATA: cancel_fundamental_data,
+    FromClient.REQ_SOFT_DOLLAR_TIERS: req_soft_dollar_tiers,
+    FromClient.REQ_USER_INFO: req_user_info,
+    FromClient.REQ_CALC_IMPLIED_VOLAT: calc_implied_volatility,
+    FromClient.REQ_CALC_OPTION_PRICE: calc_option_price,
+    FromClient.CANCEL_CALC_IMPLIED_VOLAT: cancel_calc,
+    FromClient.CANCEL_CALC_OPTION_PRICE: cancel_calc,
+}

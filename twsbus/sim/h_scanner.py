@@ -17,13 +17,10 @@ import asyncio
 from collections.abc import Callable
 
 from twsbus.sim.msgids import FromClient, ToClient
-from twsbus.sim.registry import handles
+from twsbus.sim.requests import reference as rq
 from twsbus.sim.session import ClientSession, Subscription
 from twsbus.sim.universe import Instrument
-from twsbus.sim.wire import Fields
 
-MIN_SERVER_VER_LINKING = 70
-MIN_SERVER_VER_SCANNER_GENERIC_OPTS = 143
 SCANNER_LIMIT = 10
 MAX_ROWS = 50
 #: A scan every this many tick intervals (3 s by default, 0.6 s in tests).
@@ -52,11 +49,6 @@ SCANS: dict[str, Callable[[ClientSession, Instrument], float]] = {
     "HOT_BY_VOLUME": lambda s, i: s.sim.market.quote(i.con_id).last_size,
     "HIGH_OPT_IMP_VOLAT": lambda s, i: (i.con_id * 2654435761) % 1000,
 }
-
-
-def _number(text: str) -> float | None:
-    """A filter as IB's client writes it: empty when unset."""
-    return float(text) if text.strip() else None
 
 
 class _Scan:
@@ -100,18 +92,12 @@ class _Scan:
             self.send()
 
 
-@handles(FromClient.REQ_SCANNER_SUBSCRIPTION)
-def req_scanner_subscription(s: ClientSession, f: Fields) -> None:
-    if s.version < MIN_SERVER_VER_SCANNER_GENERIC_OPTS:
-        f.int()  # version
-    req_id = f.int()
-    rows = f.int(-1)
-    instrument, location, code = f.str(), f.str(), f.str()
-    above, below, volume = _number(f.str()), _number(f.str()), _number(f.str())
-    f.skip(14)  # market caps, ratings, maturities, coupons, convertibles, option volume...
-    filters = f.tag_values() if s.version >= MIN_SERVER_VER_SCANNER_GENERIC_OPTS else []
-    if s.version >= MIN_SERVER_VER_LINKING:
-        f.str()  # scannerSubscriptionOptions: "for internal use only"
+def req_scanner_subscription(s: ClientSession, r: rq.ReqScannerSubscription) -> None:
+    req_id, want = r.reqId, r.subscription
+    rows, instrument, location, code = (want.numberOfRows, want.instrument, want.locationCode,
+                                        want.scanCode)
+    above, below, volume = want.abovePrice, want.belowPrice, want.aboveVolume
+    filters = r.scannerSubscriptionFilterOptions
     if req_id in s.subs:
         s.error(req_id, REQUEST_REFUSED, "Error processing request.-'bd' : cause - Duplicate "
                 "ticker ID for API scanner subscription")
@@ -134,7 +120,11 @@ def req_scanner_subscription(s: ClientSession, f: Fields) -> None:
                filters=dict(filters))
 
 
-@handles(FromClient.CANCEL_SCANNER_SUBSCRIPTION)
-def cancel_scanner_subscription(s: ClientSession, f: Fields) -> None:
-    f.int()  # version
-    s.close_sub(f.int(), "scanner")
+def cancel_scanner_subscription(s: ClientSession, r: rq.CancelScannerSubscription) -> None:
+    s.close_sub(r.reqId, "scanner")
+
+
+HANDLERS = {
+    FromClient.REQ_SCANNER_SUBSCRIPTION: req_scanner_subscription,
+    FromClient.CANCEL_SCANNER_SUBSCRIPTION: cancel_scanner_subscription,
+}

@@ -1,7 +1,7 @@
 """Matching working orders against the market model: when an order fills, at what price, and
 how much of it.
 
-Prices are deterministic against ``sim.market``: a market order fills at the ask (buy) or bid
+Prices are deterministic against the market model: a market order fills at the ask (buy) or bid
 (sell), a limit order at that quote as soon as it is marketable, a stop becomes a market (or
 limit) order once the last price crosses its aux price. Size is bounded by the touch: within one
 step of an instrument's random walk, buys share the ask size and sells the bid size, and what
@@ -16,21 +16,25 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from twsbus.sim.market import Quote
+    from twsbus.sim.market import Market, Quote
     from twsbus.sim.order_model import SimOrder
     from twsbus.sim.orders import OrderBook
+    from twsbus.sim.server import SimConfig
 
 log = logging.getLogger("twsbus.sim")
 
 
 class Matcher:
-    def __init__(self, book: OrderBook) -> None:
-        self.book = book
-        self.sim = book.sim
+    """Matches ``book``'s working orders against ``market``; ``spawn`` runs its task."""
+
+    def __init__(self, book: OrderBook, market: Market, config: SimConfig,
+                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]]) -> None:
+        self.book, self.market, self.config, self.spawn = book, market, config, spawn
         #: conId -> (quote step, shares bought at the ask, shares sold at the bid) this step.
         self._taken: dict[int, tuple[int, Decimal, Decimal]] = {}
         self._seen_steps: dict[int, int] = {}
@@ -57,13 +61,13 @@ class Matcher:
             self._ensure_running()
 
     def reference_price(self, o: SimOrder) -> float:
-        q = self.sim.market.quote(o.inst.con_id)
+        q = self.market.quote(o.inst.con_id)
         return q.ask if o.buy else q.bid
 
     # ---- price ----------------------------------------------------------------------------
 
     def _fill_price(self, o: SimOrder) -> float | None:
-        q = self.sim.market.quote(o.inst.con_id)
+        q = self.market.quote(o.inst.con_id)
         t = o.order_type
         if t in ("STP", "STP LMT") and not o.triggered:
             aux = o.p["auxPrice"]
@@ -82,9 +86,9 @@ class Matcher:
 
     def _take(self, o: SimOrder) -> Decimal:
         """How much of ``o`` the touch can fill now, taken out of this step's liquidity."""
-        if not self.sim.config.partial_fills:
+        if not self.config.partial_fills:
             return o.remaining
-        q = self.sim.market.quote(o.inst.con_id)
+        q = self.market.quote(o.inst.con_id)
         step, bought, sold = self._taken.get(q.con_id, (q.steps, Decimal(0), Decimal(0)))
         if step != q.steps:
             bought = sold = Decimal(0)
@@ -105,19 +109,19 @@ class Matcher:
 
     def _ensure_running(self) -> None:
         if self._task is None or self._task.done():
-            self._task = self.sim.spawn(self._loop())
+            self._task = self.spawn(self._loop())
 
     async def _loop(self) -> None:
         while True:
-            await asyncio.sleep(self.sim.config.tick_interval)
+            await asyncio.sleep(self.config.tick_interval)
             working = sorted({o.inst.con_id for o in self.book.working_orders()})
             if not working:
                 return
             for con_id in working:
                 try:
-                    q = self.sim.market.quote(con_id)
+                    q = self.market.quote(con_id)
                     if self._seen_steps.get(con_id) == q.steps:
-                        q = self.sim.market.step(con_id)
+                        q = self.market.step(con_id)
                     self._seen_steps[con_id] = q.steps
                     self.check(con_id)
                 except Exception:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from twsbus.sim.order_encoding import qty, tws_time
 from twsbus.sim.pb_replies import put
+from twsbus.sim.requests.order_text import CONDITION_FIELDS
 from twsbus.sim.wire import UNSET_DOUBLE, UNSET_INTEGER
 
 if TYPE_CHECKING:
@@ -74,18 +75,6 @@ def _order(message: Any, v: int, o: SimOrder, skip: frozenset[str] = _SKIP) -> N
     put(message, "totalQuantity", qty(v, o.p["totalQuantity"]))
 
 
-#: An order condition's text fields after its type and connector, by type (IB's layout: the
-#: operator and value first, then the contract): their protobuf names.
-_CONDITION_FIELDS = {
-    1: ("isMore", "price", "conId", "exchange", "triggerMethod"),  # price
-    3: ("isMore", "time"),  # time
-    4: ("isMore", "percent"),  # margin cushion
-    5: ("secType", "exchange", "symbol"),  # execution
-    6: ("isMore", "volume", "conId", "exchange"),  # volume
-    7: ("isMore", "changePercent", "conId", "exchange"),  # percent change
-}
-
-
 def _conditions(message: Any, o: SimOrder) -> None:
     """The order's conditions, kept as the client wrote them on the text wire (type, connector,
     fields), into ``Order.conditions``."""
@@ -93,7 +82,7 @@ def _conditions(message: Any, o: SimOrder) -> None:
         condition = message.conditions.add()
         condition.type = int(kind)
         condition.isConjunctionConnection = str(connector).lower() == "a"
-        for name, value in zip(_CONDITION_FIELDS.get(int(kind), ()), fields, strict=False):
+        for name, value in zip(CONDITION_FIELDS.get(int(kind), ()), fields, strict=False):
             put(condition, name, value)
 
 

@@ -36,9 +36,11 @@ executions.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import deque
+from collections.abc import Callable, Coroutine
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -51,7 +53,9 @@ from twsbus.sim.session import SessionState
 from twsbus.sim.wire import UNSET_DOUBLE
 
 if TYPE_CHECKING:
-    from twsbus.sim.server import Simulator
+    from twsbus.sim.accounts import Accounts
+    from twsbus.sim.market import Market
+    from twsbus.sim.server import SimConfig, Stats
     from twsbus.sim.session import ClientSession
     from twsbus.sim.universe import Instrument
 
@@ -73,9 +77,15 @@ class UnknownOrder(LookupError):
 
 
 class OrderBook:
-    def __init__(self, sim: Simulator) -> None:
-        self.sim = sim
-        self.matcher = Matcher(self)
+    """The book over ``market``; ``sessions`` gives the sessions ready to hear about orders,
+    ``spawn`` runs the matcher's task, fills go to ``accounts`` and are counted in ``stats``."""
+
+    def __init__(self, config: SimConfig, market: Market, stats: Stats,
+                 sessions: Callable[[], list[ClientSession]],
+                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]],
+                 accounts: Accounts | None = None) -> None:
+        self.config, self.stats, self.sessions, self.accounts = config, stats, sessions, accounts
+        self.matcher = Matcher(self, market, config, spawn)
         self.ledger = Ledger()
         self.fills: list[Fill] = []
         self._next_id = 1
@@ -98,7 +108,7 @@ class OrderBook:
 
     def on_connect(self) -> None:
         """A client connected: a gateway that forgot its ids starts counting at 1 again."""
-        if self.sim.config.rollback_next_valid_id:
+        if self.config.rollback_next_valid_id:
             self._next_id = 1
 
     def _use_id(self, client_id: int, order_id: int) -> bool:
@@ -176,7 +186,7 @@ class OrderBook:
         fresh = self._use_id(client_id, order_id)
         if existing is not None:
             existing.places += 1
-        verdict = refusal(p, self.sim.config.accounts)
+        verdict = refusal(p, self.config.accounts)
         if verdict is not None:
             self._refuse(s, order_id, verdict)
         elif p["whatIf"]:
@@ -197,9 +207,9 @@ class OrderBook:
                                                    "not found"))
             return
         o = SimOrder(order_id, client_id, self._perm_id(), inst, p,
-                     p["account"] or self.sim.config.accounts[0])
+                     p["account"] or self.config.accounts[0])
         self._add(o)
-        self.sim.stats.orders["placed"] += 1
+        self.stats.orders["placed"] += 1
         if parent is not None:
             o.parent_perm_id = parent.perm_id
         o.status = self._initial_status(o, parent)
@@ -212,7 +222,7 @@ class OrderBook:
                  p: dict[str, Any]) -> None:
         """whatIf: the margin impact, as an openOrder; nothing is placed."""
         o = SimOrder(order_id, s.client_id or 0, self._perm_id(), inst, p,
-                     p["account"] or self.sim.config.accounts[0], status="PreSubmitted")
+                     p["account"] or self.config.accounts[0], status="PreSubmitted")
         o.margins = enc.what_if_margins(o, self.matcher.reference_price(o))
         o.commission = COMMISSION_PER_FILL
         s.send_row(enc.open_order(s.version, o))
@@ -231,7 +241,7 @@ class OrderBook:
             p["parentId"] = o.p["parentId"]
             o.p = p
             o.triggered = False
-            self.sim.stats.orders["modified"] += 1
+            self.stats.orders["modified"] += 1
             if o.status == "Inactive" and p["transmit"]:
                 parent = self._by_id.get((o.client_id, p["parentId"])) if p["parentId"] else None
                 o.status = self._initial_status(o, parent)
@@ -246,7 +256,7 @@ class OrderBook:
         remembers it for ``history()``."""
         self._use_id(s.client_id or 0, order_id)
         s.error(order_id, code, message)
-        self.sim.stats.orders["duplicate_id_errors" if code == 103 else "rejected"] += 1
+        self.stats.orders["duplicate_id_errors" if code == 103 else "rejected"] += 1
         self._refused.append({"clientId": s.client_id, "orderId": order_id, "code": code,
                               "message": message, "time": time.time()})
 
@@ -272,13 +282,13 @@ class OrderBook:
     def place_manual(self, inst: Instrument, p: dict[str, Any]) -> SimOrder:
         """An order entered by hand in TWS: clientId 0, order id 0 until an API client binds it.
         Raises ValueError with TWS's message when TWS would refuse it."""
-        verdict = refusal(p, self.sim.config.accounts)
+        verdict = refusal(p, self.config.accounts)
         if verdict is not None:
             raise ValueError(verdict.message)
-        o = SimOrder(0, 0, self._perm_id(), inst, p, p["account"] or self.sim.config.accounts[0],
+        o = SimOrder(0, 0, self._perm_id(), inst, p, p["account"] or self.config.accounts[0],
                      manual=True, status="Submitted")
         self._add(o)
-        self.sim.stats.orders["manual"] += 1
+        self.stats.orders["manual"] += 1
         if self._binders():
             self._bind(o)
         self._publish(o)
@@ -320,14 +330,14 @@ class OrderBook:
         self._require_live(o)
         for s in self._audience(o):
             s.error(o.order_id, 201, f"Order rejected - reason:{reason}")
-        self.sim.stats.orders["rejected"] += 1
+        self.stats.orders["rejected"] += 1
         self._finish(o, "Cancelled", f"Rejected - {reason}")
         for child in self._children(o):
             if child.live:
                 self._cancel(child, "Parent order rejected")
 
     def _cancel(self, o: SimOrder, reason: str = "") -> None:
-        self.sim.stats.orders["cancelled"] += 1
+        self.stats.orders["cancelled"] += 1
         self._finish(o, "Cancelled", reason or "Cancelled by Trader")
         for s in self._audience(o):
             s.error(o.order_id, 202, f"Order Canceled - reason:{reason}")
@@ -373,7 +383,7 @@ class OrderBook:
         if done:
             o.status, o.completed_at, o.completed_status = "Filled", now, "Filled"
         fill = Fill(
-            exec_id=f"0000{self.sim.config.seed & 0xFFFF:04x}.{EXEC_ID_BASE + len(self.fills):08x}"
+            exec_id=f"0000{self.config.seed & 0xFFFF:04x}.{EXEC_ID_BASE + len(self.fills):08x}"
                     ".01.01",
             order=o, time=now, side="BOT" if o.buy else "SLD", shares=shares, price=price,
             cum_qty=o.filled, avg_price=o.avg_price, commission=COMMISSION_PER_FILL,
@@ -381,10 +391,10 @@ class OrderBook:
         fill.realized_pnl = self.ledger.realize(o, shares, price, COMMISSION_PER_FILL)
         self.fills.append(fill)
         o.executions.append(fill)
-        self.sim.stats.orders["executions"] += 1
+        self.stats.orders["executions"] += 1
         self._apply_to_accounts(o, shares, price)
         for s in self._audience(o):
-            s.send(*enc.exec_details(s.version, -1, fill, self.sim.config.time_zone))
+            s.send(*enc.exec_details(s.version, -1, fill, self.config.time_zone))
             s.send_row(enc.open_order(s.version, o))
             s.send(*enc.order_status(s.version, o))
             s.send(*enc.commission_report(fill))
@@ -392,7 +402,7 @@ class OrderBook:
         return fill
 
     def _apply_to_accounts(self, o: SimOrder, shares: Decimal, price: float) -> None:
-        accounts = getattr(self.sim, "accounts", None)
+        accounts = self.accounts
         if accounts is None:
             return
         try:
@@ -434,7 +444,7 @@ class OrderBook:
         """The owning client's session (for a manual order: clientId 0, once bound) and the
         clientId-0 sessions bound with reqAutoOpenOrders."""
         owner_hears = not o.manual or o.order_id != 0
-        out = [s for s in self.sim.ready_sessions()
+        out = [s for s in self.sessions()
                if owner_hears and s.client_id == o.client_id]
         out += [s for s in self._binders() if s not in out]
         return out

@@ -1,7 +1,8 @@
 """The simulator: a TCP server speaking the TWS API, with its shared market, accounts and faults.
 
 ``Simulator`` is what ``twsbus sim`` runs and what tests embed. It owns the listening socket,
-the client sessions, the instrument universe, the deterministic market model, the order book,
+the client sessions, the request table they dispatch through (``handlers``), the instrument
+universe, the deterministic market model, the order book,
 the request counters and the fault switches. Faults are methods here (``drop_all``,
 ``set_silent``, ``restart``, ``farm_status``) so the control endpoint and in-process tests drive
 the same code.
@@ -13,13 +14,17 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from typing import Any
+from collections.abc import Mapping
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from twsbus.sim.codec import PROTOBUF_FROM, default_max_version, warm_up
-from twsbus.sim.registry import load_all
 from twsbus.sim.session import ClientSession, SessionState, request_name
+
+if TYPE_CHECKING:
+    from twsbus.sim.handlers import Handler
 
 log = logging.getLogger("twsbus.sim")
 
@@ -105,21 +110,29 @@ class Stats:
 
 
 class Simulator:
-    def __init__(self, config: SimConfig | None = None) -> None:
+    """``handlers`` is the request table (message id -> handler of the typed request); the full
+    table (``handlers.table()``) unless a test or an embedder passes its own."""
+
+    def __init__(self, config: SimConfig | None = None,
+                 handlers: Mapping[int, Handler] | None = None) -> None:
         from twsbus.sim import guard
         from twsbus.sim.accounts import Accounts
+        from twsbus.sim.h_account import publish_change
+        from twsbus.sim.handlers import table
         from twsbus.sim.market import Market
         from twsbus.sim.orders import OrderBook
         from twsbus.sim.universe import Universe
 
-        guard.install(load_all())
+        self.handlers = guard.install(dict(table() if handlers is None else handlers))
         self.config = config or SimConfig()
         self.universe = Universe(extra=self.config.extra_instruments)
         self.market = Market(self.universe, self.config.seed)
-        self.orders = OrderBook(self)
-        self.accounts = Accounts(self)
-        self.faults = Faults()
         self.stats = Stats()
+        self.accounts = Accounts(self.config.accounts, self.universe, self.market)
+        self.accounts.on_change.append(partial(publish_change, self))
+        self.orders = OrderBook(self.config, self.market, self.stats, self.ready_sessions,
+                                self.spawn, self.accounts)
+        self.faults = Faults()
         self.sessions: set[ClientSession] = set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -152,7 +165,7 @@ class Simulator:
         if self.faults.refuse_connections:
             writer.close()
             return
-        session = ClientSession(self, reader, writer)
+        session = ClientSession(self, reader, writer, self.handlers)
         self.sessions.add(session)
         self.stats.connections += 1
         self.orders.on_connect()

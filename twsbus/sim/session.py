@@ -13,15 +13,15 @@ import enum
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from twsbus.sim import codec, wire
 from twsbus.sim.msgids import FromClient, ToClient
-from twsbus.sim.registry import HANDLERS, Handler
 
 if TYPE_CHECKING:
+    from twsbus.sim.requests import Frame
     from twsbus.sim.server import Simulator
 
 log = logging.getLogger("twsbus.sim")
@@ -36,6 +36,11 @@ def request_name(msg_id: int) -> str:
         return FromClient(msg_id).name
     except ValueError:
         return str(msg_id)
+
+
+#: What the session dispatches a frame to, by message id: a handler behind ``guard.Guarded``,
+#: which reads the frame into its typed request.
+Dispatch = Callable[["ClientSession", "Frame"], Awaitable[None] | None]
 
 
 class SessionState(enum.IntEnum):
@@ -61,9 +66,11 @@ class Subscription:
 
 class ClientSession:
     def __init__(
-        self, sim: Simulator, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self, sim: Simulator, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+        handlers: Mapping[int, Dispatch],
     ) -> None:
         self.sim = sim
+        self.handlers = handlers
         self.reader = reader
         self.writer = writer
         self.state = SessionState.HANDSHAKE
@@ -174,7 +181,7 @@ class ClientSession:
                 if self.sim.faults.silent:
                     continue  # a half-open link: bytes go nowhere
                 try:
-                    fields = codec.decode(self.version, payload)
+                    frame = codec.decode(self.version, payload)
                 except wire.ProtocolError:
                     raise
                 except Exception:  # a protobuf request we cannot read: TWS ignores it too
@@ -182,7 +189,8 @@ class ClientSession:
                     log.warning("client %s: unreadable request %r", self.peer, payload[:64],
                                 exc_info=True)
                     continue
-                await self._dispatch(fields)
+                if frame is not None:
+                    await self._dispatch(frame)
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         except wire.ProtocolError as exc:
@@ -235,38 +243,33 @@ class ClientSession:
             return True
         return False
 
-    async def _dispatch(self, fields: list[str]) -> None:
-        if not fields:
-            return
-        try:
-            msg_id = int(fields[0])
-        except ValueError:
-            raise wire.ProtocolError(f"non-numeric message id {fields[0]!r}") from None
+    async def _dispatch(self, frame: Frame) -> None:
+        msg_id = frame.msg_id
         self.sim.stats.received(msg_id)
         if self.state is SessionState.AWAITING_START and msg_id != FromClient.START_API:
             return  # TWS ignores requests before startApi
         if self._paced_out():
             return
-        handler = HANDLERS.get(msg_id)
+        handler = self.handlers.get(msg_id)
         if handler is None:
             self.sim.stats.unhandled += 1
-            log.debug("no handler for message %d %r", msg_id, fields)
+            log.debug("no handler for message %d %r", msg_id, frame)
             return
         name = request_name(msg_id)
         faults = self.sim.faults
         if name in faults.ignore:
             return
         if name in faults.delay:
-            self.sim.spawn(self._later(faults.delay[name], handler, fields))
+            self.sim.spawn(self._later(faults.delay[name], handler, frame))
             return
-        result = handler(self, wire.Fields(fields, 1))
+        result = handler(self, frame)
         if result is not None:
             await result
 
-    async def _later(self, seconds: float, handler: Handler, fields: list[str]) -> None:
+    async def _later(self, seconds: float, handler: Dispatch, frame: Frame) -> None:
         await asyncio.sleep(seconds)
         if self.state is SessionState.READY:
-            result = handler(self, wire.Fields(fields, 1))
+            result = handler(self, frame)
             if result is not None:
                 await result
 
