@@ -217,9 +217,11 @@ def test_every_field_of_the_typed_configurations_is_a_setting_with_its_default()
 
     assert Config().tws() == TwsConfig()
     assert Config().hist_rules() == HistRules() and Config().journal() == JournalSettings()
-    names = {"host": "tws_host", "port": "tws_port"}
+    names = {"host": "tws_host", "port": "tws_port", "max_version": "tws_max_version"}
     for field in TwsConfig.__struct_fields__:
         value = getattr(TwsConfig(), field)
         changed = value + 1 if isinstance(value, int | float) else "10.0.0.9"
+        if field == "max_version":
+            changed = 200  # a version ibapi negotiates (0 is the default)
         built = Config(**{names.get(field, field): changed}).tws()
         assert built == msgspec.structs.replace(TwsConfig(), **{field: changed}), field

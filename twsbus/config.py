@@ -87,7 +87,7 @@ GuardSetting = Annotated[Guard, PlainValidator(_guard)]
 #: (one place for each), and ``tws()``, ``hist_rules()``, ``journal()`` build them by name.
 _TWS, _HIST, _JOURNAL = TwsConfig(), HistRules(), JournalSettings()
 #: Setting name -> TwsConfig field, where they differ.
-_TWS_NAMES = {"tws_host": "host", "tws_port": "port"}
+_TWS_NAMES = {"tws_host": "host", "tws_port": "port", "tws_max_version": "max_version"}
 Secret = SecretStr | None
 
 _layers: ContextVar[tuple[Mapping[str, str], dict[str, Any]] | None] = ContextVar(
@@ -136,8 +136,9 @@ class Config(BaseSettings):
     pacing_rate: float = Field(_TWS.pacing_rate, gt=0, le=50)
     pacing_burst: int = Field(_TWS.pacing_burst, ge=1, le=50)
     max_queue: int = Field(_TWS.max_queue, gt=0)
-    #: Highest server version to offer TWS (0 = whatever the installed ibapi supports).
-    max_server_version: int = Field(_TWS.max_server_version, ge=0)
+    #: Highest server version to offer TWS: 0 for the highest the test suite proves (225),
+    #: 200 for the text wire; never above what the installed ibapi speaks.
+    tws_max_version: int = Field(_TWS.max_version, ge=0)
     #: The NATS watchdog: every interval the daemon asks its own status through NATS; this
     #: many misses in a row replace the connection.
     watchdog_interval: float = Field(5.0, gt=0)
@@ -218,6 +219,16 @@ class Config(BaseSettings):
         if not value or any(c in value for c in " *>") or ".." in value \
                 or value.startswith(".") or value.endswith("."):
             raise ValueError("must be a plain NATS subject token sequence (e.g. tws.paper)")
+        return value
+
+    @field_validator("tws_max_version")
+    @classmethod
+    def _negotiable(cls, value: int) -> int:
+        from ibapi import server_versions
+
+        if value and value < server_versions.MIN_CLIENT_VER:
+            raise ValueError(f"must be 0 (the default) or at least {server_versions.MIN_CLIENT_VER}"
+                             f", the lowest server version ibapi negotiates")
         return value
 
     @field_validator("log_level")

@@ -98,6 +98,9 @@ class TwsLink(msgspec.Struct, omit_defaults=True):
 
     state: str
     serverVersion: int | None = None
+    #: ``text`` (server version up to 200) or ``protobuf`` (from 201: binary message ids,
+    #: protobuf bodies message by message); absent before a version is negotiated.
+    wire: str | None = None
     accounts: list[str] = msgspec.field(default_factory=list)
     since: int = 0  # ns since the epoch of the last state change
     host: str = ""

@@ -104,6 +104,17 @@ def histogram_size(entry: dict[str, Any]) -> Any:
 # ---- single-reply queries -------------------------------------------------------------------
 
 
+def test_status_names_the_negotiated_version_and_its_wire(stack: Stack) -> None:
+    from ibapi import server_versions
+
+    status = stack.daemon.status()
+    assert status is not None
+    sim_max = stack.sim.call(lambda s: s.config.max_version)
+    version = min(sim_max, server_versions.MAX_CLIENT_VER)
+    assert status["tws"]["serverVersion"] == version
+    assert status["tws"]["wire"] == ("protobuf" if version >= 201 else "text")
+
+
 async def test_current_time_is_the_simulators_clock_in_seconds(nc: Client) -> None:
     before = int(time.time())
     data = await ok(nc, "current_time")

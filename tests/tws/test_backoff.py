@@ -116,13 +116,29 @@ def test_default_settings_detect_a_silent_link_within_three_seconds() -> None:
 
 
 def test_tws_settings_reach_the_session_and_bad_ones_name_their_key() -> None:
-    cfg = load({"max_server_version": 176, "reconnect_refused": 0.25, "probe_interval": 1.5,
+    cfg = load({"tws_max_version": 176, "reconnect_refused": 0.25, "probe_interval": 1.5,
                 "probe_timeout": 0.5}, None, environ={}).tws()
-    assert (cfg.max_server_version, cfg.reconnect_refused) == (176, 0.25)
+    assert (cfg.max_version, cfg.reconnect_refused) == (176, 0.25)
     assert (cfg.probe_interval, cfg.probe_timeout) == (1.5, 0.5)
-    assert Config().tws().max_server_version == 0
+    assert Config().tws().max_version == 0
     from twsbus.config import ConfigError
 
-    for key in ("reconnect_refused", "probe_interval", "probe_timeout", "max_server_version"):
+    for key in ("reconnect_refused", "probe_interval", "probe_timeout", "tws_max_version"):
         with pytest.raises(ConfigError, match=key):
             load({key: -1}, None, environ={})
+
+
+def test_the_offered_version_is_the_setting_clamped_to_what_ibapi_speaks() -> None:
+    from ibapi import server_versions
+
+    from twsbus.config import ConfigError
+    from twsbus.tws.session import PROVEN_MAX_VERSION, offered_max_version
+
+    ibapi_max = server_versions.MAX_CLIENT_VER
+    assert offered_max_version(0) == min(PROVEN_MAX_VERSION, ibapi_max)
+    assert offered_max_version(176) == min(176, ibapi_max)
+    assert offered_max_version(999) == ibapi_max
+    env = load({}, None, environ={"TWSBUS_TWS_MAX_VERSION": "200"})
+    assert env.tws().max_version == 200
+    with pytest.raises(ConfigError, match=r"tws_max_version.*at least 100"):
+        load({"tws_max_version": 99}, None, environ={})

@@ -22,6 +22,9 @@ def run(
     tws_host: Annotated[str | None, typer.Option("--tws-host")] = None,
     tws_port: Annotated[int | None, typer.Option("--tws-port")] = None,
     client_id: Annotated[int | None, typer.Option("--client-id")] = None,
+    tws_max_version: Annotated[int | None, typer.Option(
+        "--tws-max-version", help="highest TWS server version to offer (0: the highest the "
+        "tests prove, 225; 200: the text wire)")] = None,
     prefix: PrefixOpt = None,
     config: Annotated[str | None, typer.Option("--config", help="twsbus.yaml")] = None,
     log_format: Annotated[str | None, typer.Option("--log-format", help="text|json")] = None,
@@ -32,7 +35,7 @@ def run(
     from twsbus.service.natslink import LinkFailed
 
     flags = {"nats": nats, "tws_host": tws_host, "tws_port": tws_port, "client_id": client_id,
-             "prefix": prefix, "log_format": log_format}
+             "tws_max_version": tws_max_version, "prefix": prefix, "log_format": log_format}
     try:
         cfg = load(flags, config)
     except ConfigError as exc:

@@ -82,7 +82,7 @@ def summary(body: dict[str, Any]) -> list[str] | None:
     tws, nats, orders, hist = st.tws, st.nats, st.orders, st.historical
     link = f"{tws.state}  {tws.host}:{tws.port}"
     if tws.serverVersion:
-        link += f"  v{tws.serverVersion}"
+        link += f"  v{tws.serverVersion}" + (f" ({tws.wire})" if tws.wire else "")
     link += f"  client {tws.clientId}  accounts {','.join(tws.accounts) or '-'}"
     link += f"  since {_ago(tws.since)}  reconnects {tws.reconnects}"
     if tws.lastError:

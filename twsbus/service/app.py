@@ -56,7 +56,7 @@ from twsbus.service.router import Router
 from twsbus.subjects import Surface, surface
 from twsbus.tws.callbacks import Event
 from twsbus.tws.codes import is_connection_level
-from twsbus.tws.session import TwsSession
+from twsbus.tws.session import TwsSession, wire_of
 from twsbus.tws.session import TwsState as SessionState
 
 log = logging.getLogger("twsbus")
@@ -383,10 +383,11 @@ class Daemon:
         return Status(
             epoch=self.epoch,
             tws=TwsLink(state=s.state.value, serverVersion=s.server_version,
-                         accounts=s.accounts, since=s.since, host=s.config.host,
-                         port=s.config.port, clientId=s.config.client_id,
-                         lastError=s.last_error, reconnects=s.reconnects,
-                         nextRetryIn=s.next_retry_in, probes=s.probes),
+                        wire=wire_of(s.server_version),
+                        accounts=s.accounts, since=s.since, host=s.config.host,
+                        port=s.config.port, clientId=s.config.client_id,
+                        lastError=s.last_error, reconnects=s.reconnects,
+                        nextRetryIn=s.next_retry_in, probes=s.probes),
             lines=Budget(used=self.leases.lines_used, max=self.config.max_lines),
             depth=Budget(used=self.leases.depth_used, max=self.config.max_depth),
             tbt=Budget(used=self.leases.used("tbt"), max=self.config.max_tbt),

@@ -80,8 +80,28 @@ class TwsConfig(msgspec.Struct, kw_only=True, frozen=True):
     pacing_rate: float = 45.0
     pacing_burst: int = 5
     max_queue: int = 10_000
-    #: Highest server version to offer (0 = whatever the installed ibapi supports).
-    max_server_version: int = 0
+    #: Highest server version to offer (0: ``PROVEN_MAX_VERSION``); ``offered_max_version``
+    #: clamps it to what the installed ibapi speaks.
+    max_version: int = 0
+
+
+#: The highest server version the test suite proves end to end (the daemon and client suites run
+#: against the simulator at 200 and at this version): what the daemon offers unless told.
+PROVEN_MAX_VERSION = 225
+
+
+def offered_max_version(setting: int) -> int:
+    """The highest server version to offer TWS: the setting (0: ``PROVEN_MAX_VERSION``), never
+    above what the installed ibapi speaks (10.46: 225; 9.81: 157)."""
+    return min(setting or PROVEN_MAX_VERSION, server_versions.MAX_CLIENT_VER)
+
+
+def wire_of(version: int | None) -> str | None:
+    """``text`` up to server version 200; ``protobuf`` from 201 (binary message ids, protobuf
+    bodies message by message); None before a version is negotiated."""
+    if not version:
+        return None
+    return "protobuf" if version >= PROTOBUF_FROM else "text"
 
 
 def probe_due_in(now: float, last_rx: float, interval: float) -> float:
@@ -309,9 +329,8 @@ class TwsSession:
             )
             self.protocol = protocol
             self._stage = Stage.HANDSHAKE
-            max_version = cfg.max_server_version or server_versions.MAX_CLIENT_VER
-            version, conn_time = await protocol.handshake(server_versions.MIN_CLIENT_VER,
-                                                          max_version)
+            version, conn_time = await protocol.handshake(
+                server_versions.MIN_CLIENT_VER, offered_max_version(cfg.max_version))
             self._stage = Stage.START
             self._start_client(version, conn_time)
             protocol.on_frame = (self._on_protobuf_frame if version >= PROTOBUF_FROM
