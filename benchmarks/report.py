@@ -55,13 +55,6 @@ def _get(d: Any, *path: Any) -> Any:
     return d
 
 
-def _rate(rows: list[dict[str, Any]] | None, count: int) -> float | None:
-    for row in rows or []:
-        if row["count"] == count:
-            return float(row["rate"]) if row["completed"] else 0.0
-    return None
-
-
 def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     """(benchmark, what, value, target, pass) rows; value None when not measured."""
     rows: list[dict[str, Any]] = []
@@ -78,15 +71,16 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
     if tp:
         small, big = tp["counts"]
         clients = tp["clients"]
-        tw_s, tw_b = _rate(clients.get("twsbus"), small), _rate(clients.get("twsbus"), big)
-        ib_s = _rate(clients.get("ibapi"), small)
-        ia_s, ia_b = _rate(clients.get("ib_async"), small), _rate(clients.get("ib_async"), big)
+        tw_s = throughput.rate_of(clients.get("twsbus"), small)
+        tw_b = throughput.rate_of(clients.get("twsbus"), big)
         div = lambda a, b: None if a is None or not b else a / b  # noqa: E731
-        add("throughput", f"twsbus / stock ibapi, {small:,} burst", div(tw_s, ib_s), ">=", 1.0)
+        ratio, note = throughput.rival_ratio(tw_s, clients.get("ibapi"), small, "ibapi")
+        add("throughput", f"twsbus / stock ibapi, {small:,} burst{note}", ratio, ">=", 1.0)
         add("throughput", f"twsbus {big:,} / twsbus {small:,} (no collapse)", div(tw_b, tw_s),
             ">=", 0.8)
-        add("throughput", f"twsbus / ib_async, {small:,} burst", div(tw_s, ia_s), ">=", 1.0)
-        add("throughput", f"twsbus / ib_async, {big:,} burst", div(tw_b, ia_b), ">=", 1.0)
+        for count, ours in ((small, tw_s), (big, tw_b)):
+            ratio, note = throughput.rival_ratio(ours, clients.get("ib_async"), count, "ib_async")
+            add("throughput", f"twsbus / ib_async, {count:,} burst{note}", ratio, ">=", 1.0)
         for row in throughput.wire_targets(tp):
             add(*row)
     lat_10k = _get(results, "latency", "rates", "10000") or {}

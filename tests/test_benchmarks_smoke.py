@@ -76,3 +76,23 @@ def test_delivery_benchmark_counts_every_tick_of_a_tiny_burst(tmp_path: Path) ->
     assert [t[1] for t in delivery.targets(result)] == [
         "protobuf: twsbus 1 sub / ib_async, 300 ticks", "ticks lost (all receivers, all wires)"]
     assert "| protobuf | ib_async | 178 | 300 |" in delivery.render(result)
+
+
+def test_a_rival_that_did_not_finish_gives_a_lower_bound_not_a_blank() -> None:
+    from benchmarks.report import targets
+
+    def row(count: int, rate: float | None) -> dict[str, object]:
+        if rate is None:
+            return {"count": count, "completed": False, "cap_s": 90, "received": 8_517}
+        return {"count": count, "completed": True, "rate": rate, "elapsed_s": count / rate}
+
+    clients = {"twsbus": [row(100_000, 150_000.0), row(1_000_000, 130_000.0)],
+               "ibapi": [row(100_000, 10_000.0), row(1_000_000, None)],
+               "ib_async": [row(100_000, 100_000.0), row(1_000_000, 200_000.0)]}
+    tp = {"counts": [100_000, 1_000_000], "cap_s": 90, "clients": clients,
+          "wires": {"protobuf": {"clients": clients, "versions": {}}}}
+    rows = {r["what"]: r for r in targets({"throughput": tp})}
+    bound = rows["protobuf: twsbus / stock ibapi, 1,000,000 burst (at least: ibapi did not finish)"]
+    assert bound["value"] == pytest.approx(130_000 / (1_000_000 / 90)) and bound["pass"] is True
+    assert rows["twsbus / stock ibapi, 100,000 burst"]["value"] == pytest.approx(15.0)
+    assert rows["twsbus / ib_async, 1,000,000 burst"]["pass"] is False  # 0.65x: a miss stays one
