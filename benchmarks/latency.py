@@ -12,7 +12,8 @@ TWS socket and the decode) and daemon receive -> subscriber (publisher, NATS, th
 
 The two paths take turns in short rounds (twsbus then raw, raw then twsbus, ...) and each path's
 samples are pooled over its rounds, so a shift in what else the shared machine is doing lands
-on both; ``added_p50_by_round`` shows the spread.
+on both; ``added_p50_by_round`` shows the spread. Each wire runs on its own stack: the text
+wire (server version 200) at 1,000 and 10,000 ticks/s, the protobuf wire (225) at 10,000.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import Child, CpuMeter, Stack, stack, start_all, summary, syn
+from benchmarks.common import WIRES, Child, CpuMeter, Stack, stack, start_all, summary, syn
 
 
 def _load(path: Path) -> list[float]:
@@ -119,23 +120,37 @@ def floor_unstable(raw_us: dict[str, float], raw_p50_by_round: list[float]) -> s
     return None
 
 
+#: The rates measured on each wire (the protobuf wire at the rate the target is set for).
+WIRE_RATES = {"text": [1000, 10000], "protobuf": [10000]}
+
+
 def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
     n_con, n_subs = (5, 2) if tiny else (20, 4) if quick else (100, 4)
     seconds = 0.3 if tiny else 1.0 if quick else 5.0
     rounds = 1 if tiny else 2 if quick else 5
-    rates = [1000, 10000]
-    con_ids = syn(n_con)
-    csv = ",".join(map(str, con_ids))
     out: dict[str, Any] = {"conIds": n_con, "subscribers": n_subs, "seconds": seconds,
-                           "rounds": rounds, "rates": {}}
-    with stack() as st, tempfile.TemporaryDirectory(prefix="twsbus-bench-") as tmpdir:
+                           "rounds": rounds, "wires": {}}
+    for wire, rates in WIRE_RATES.items():
+        out["wires"][wire] = {"version": WIRES[wire], "rates": _wire(
+            WIRES[wire], rates, syn(n_con), n_subs, seconds, rounds, warm=not tiny)}
+    out["rates"] = out["wires"]["text"]["rates"]  # the text wire, as results before 2026-12
+    return out
+
+
+def _wire(version: int, rates: list[int], con_ids: list[int], n_subs: int, seconds: float,
+          rounds: int, warm: bool) -> dict[str, Any]:
+    """Each rate on one stack whose simulator speaks at most ``version``."""
+    csv = ",".join(map(str, con_ids))
+    out: dict[str, Any] = {}
+    with stack(max_version=version) as st, \
+            tempfile.TemporaryDirectory(prefix="twsbus-bench-") as tmpdir:
         tmp = Path(tmpdir)
         subs = [st.child("subscriber", "--nats", st.url, "--conids", csv, name=f"sub{i}")
                 for i in range(n_subs)]
         raw_subs = [st.child("subscriber", "--nats", st.url, "--conids", csv, "--raw",
                              name=f"raw{i}") for i in range(n_subs)]
         start_all(subs + raw_subs, timeout=180)
-        if not tiny:  # warm up both paths (first-message allocations, TCP windows)
+        if warm:  # warm up both paths (first-message allocations, TCP windows)
             twsbus_run(st, subs, con_ids, 1000, 0.5, tmp, "warm")
             raw_run(st, raw_subs, con_ids, 1000, 0.5, tmp, "warm")
         for rate in rates:
@@ -155,12 +170,10 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
             by_round = [summary(t["samples"])["p50"] - summary(r["samples"])["p50"]
                         for t, r in zip(tw_runs, raw_runs, strict=True)]
             raw_by_round = [summary(r["samples"])["p50"] for r in raw_runs]
-            out["rates"][str(rate)] = {"twsbus": tw, "raw": raw, "added_us": added,
-                                       "added_p50_by_round": by_round,
-                                       "raw_p50_by_round": raw_by_round,
-                                       "inconclusive": floor_unstable(raw["lat_us"],
-                                                                      raw_by_round)}
-            print(f"  latency {rate:>6}/s  twsbus p50/p99/p99.9 "
+            out[str(rate)] = {"twsbus": tw, "raw": raw, "added_us": added,
+                              "added_p50_by_round": by_round, "raw_p50_by_round": raw_by_round,
+                              "inconclusive": floor_unstable(raw["lat_us"], raw_by_round)}
+            print(f"  latency v{version} {rate:>6}/s  twsbus p50/p99/p99.9 "
                   f"{tw['lat_us']['p50']:.0f}/{tw['lat_us']['p99']:.0f}/"
                   f"{tw['lat_us']['p99.9']:.0f} us   raw {raw['lat_us']['p50']:.0f}/"
                   f"{raw['lat_us']['p99']:.0f}/{raw['lat_us']['p99.9']:.0f} us   added p50 "

@@ -83,14 +83,16 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
             add("throughput", f"twsbus / ib_async, {count:,} burst{note}", ratio, ">=", 1.0)
         for row in throughput.wire_targets(tp):
             add(*row)
-    lat_10k = _get(results, "latency", "rates", "10000") or {}
-    lat = lat_10k.get("added_us")
-    if lat:
-        why = lat_10k.get("inconclusive")  # the raw NATS floor was unstable: no verdict
-        add("latency", "added over raw NATS at 10k ticks/s, p50", lat["p50"], "<=", 200, "us",
-            why)
-        add("latency", "added over raw NATS at 10k ticks/s, p99", lat["p99"], "<=", 1000, "us",
-            why)
+    for wire, w in _latency_wires(results.get("latency")).items():
+        lat_10k = w["rates"].get("10000") or {}
+        lat = lat_10k.get("added_us")
+        if lat:
+            why = lat_10k.get("inconclusive")  # the raw NATS floor was unstable: no verdict
+            label = "" if wire == "text" else f"{wire}: "
+            add("latency", f"{label}added over raw NATS at 10k ticks/s, p50", lat["p50"], "<=",
+                200, "us", why)
+            add("latency", f"{label}added over raw NATS at 10k ticks/s, p99", lat["p99"], "<=",
+                1000, "us", why)
     fo = _get(results, "fanout", "runs")
     if fo:
         one = fo[0]["daemon_us_per_tick"]
@@ -117,6 +119,16 @@ def targets(results: dict[str, Any]) -> list[dict[str, Any]]:
         add("hist", "pacing violations (162) through twsbus", hist["violations"], "<=", 0, "")
         add("hist", "total time / the rules' lower bound", hist["ratio"], "<=", 1.2)
     return rows
+
+
+def _latency_wires(lat: dict[str, Any] | None) -> dict[str, Any]:
+    """The latency results by wire (a run before the protobuf wire was measured has only the
+    text wire's ``rates``)."""
+    if not lat:
+        return {}
+    if "wires" in lat:
+        return dict(lat["wires"])
+    return {"text": {"version": 200, "rates": lat["rates"]}} if "rates" in lat else {}
 
 
 def _verdict(r: dict[str, Any], bold: bool = False) -> str:
@@ -188,35 +200,40 @@ def render(results: dict[str, Any]) -> str:
                       "speaks at most 178, so it is on the text wire):", "",
                       throughput.render_wires(tp)]
     lat = results.get("latency")
-    if lat and "rates" in lat:
+    wires = _latency_wires(lat)
+    if wires:
         rows = []
-        for rate, r in lat["rates"].items():
-            for path in ("twsbus", "raw"):
-                s = r[path]["lat_us"]
-                rows.append([_fmt(int(rate)), "twsbus" if path == "twsbus" else "raw nats-py",
-                             _fmt(s["p50"]), _fmt(s["p99"]), _fmt(s["p99.9"]), _fmt(s["max"]),
-                             _fmt(s["n"]), _fmt(r[path].get("sent"))])
-                hop = r[path].get("daemon_to_sub_us")
-                if hop:
-                    rows.append([_fmt(int(rate)), "twsbus: of which daemon receive -> subscriber",
-                                 _fmt(hop["p50"]), _fmt(hop["p99"]), _fmt(hop["p99.9"]),
-                                 _fmt(hop["max"]), "", ""])
-            a = r["added_us"]
-            rows.append([_fmt(int(rate)), "**added by twsbus**", _fmt(a["p50"]), _fmt(a["p99"]),
-                         _fmt(a["p99.9"]), "", "", ""])
+        for wire, w in wires.items():
+            for rate, r in w["rates"].items():
+                lead = [wire, _fmt(w.get("version")), _fmt(int(rate))]
+                for path in ("twsbus", "raw"):
+                    s = r[path]["lat_us"]
+                    rows.append([*lead, "twsbus" if path == "twsbus" else "raw nats-py",
+                                 _fmt(s["p50"]), _fmt(s["p99"]), _fmt(s["p99.9"]),
+                                 _fmt(s["max"]), _fmt(s["n"]), _fmt(r[path].get("sent"))])
+                    hop = r[path].get("daemon_to_sub_us")
+                    if hop:
+                        rows.append([*lead, "twsbus: of which daemon receive -> subscriber",
+                                     _fmt(hop["p50"]), _fmt(hop["p99"]), _fmt(hop["p99.9"]),
+                                     _fmt(hop["max"]), "", ""])
+                a = r["added_us"]
+                rows.append([*lead, "**added by twsbus**", _fmt(a["p50"]), _fmt(a["p99"]),
+                             _fmt(a["p99.9"]), "", "", ""])
         rounds = lat.get("rounds", 1)
         parts += ["", f"### 2. Latency (send -> subscriber callback, us; {lat['conIds']} conIds, "
                   f"{lat['subscribers']} subscriber processes, {lat['seconds']:g} s per rate and "
                   f"path, in {rounds} alternating rounds)", "",
-                  _table(["ticks/s", "path", "p50", "p99", "p99.9", "max", "samples", "sent"],
-                         rows)]
-        spread = [f"{int(rate):,}/s: " + ", ".join(f"{x:.0f}" for x in r["added_p50_by_round"])
-                  for rate, r in lat["rates"].items() if r.get("added_p50_by_round")]
+                  _table(["wire", "server version", "ticks/s", "path", "p50", "p99", "p99.9",
+                          "max", "samples", "sent"], rows)]
+        every = [(wire, rate, r) for wire, w in wires.items() for rate, r in w["rates"].items()]
+        spread = [f"{wire} {int(rate):,}/s: " + ", ".join(f"{x:.0f}"
+                                                          for x in r["added_p50_by_round"])
+                  for wire, rate, r in every if r.get("added_p50_by_round")]
         if spread:
             parts += ["", "Added p50 round by round (us): " + "; ".join(spread) + "."]
-        unstable = [f"{int(rate):,}/s: {r['inconclusive']} (raw p50 by round: "
+        unstable = [f"{wire} {int(rate):,}/s: {r['inconclusive']} (raw p50 by round: "
                     + ", ".join(f"{x:.0f}" for x in r.get("raw_p50_by_round", [])) + " us)"
-                    for rate, r in lat["rates"].items() if r.get("inconclusive")]
+                    for wire, rate, r in every if r.get("inconclusive")]
         if unstable:
             parts += ["", "**Inconclusive** (this machine cannot measure the added latency): "
                       + "; ".join(unstable) + "."]

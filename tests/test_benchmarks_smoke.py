@@ -37,8 +37,10 @@ def test_benchmark_harness_runs_end_to_end_on_tiny_sizes(tmp_path: Path) -> None
                for row in rows)
     assert {w: r["version"] for w, r in results["fanout"]["wires"].items()} == {
         "text": 200, "protobuf": 225}
-    assert set(results["latency"]["rates"]) == {"1000", "10000"}
-    for r in results["latency"]["rates"].values():
+    latency = results["latency"]["wires"]
+    assert {w: (r["version"], set(r["rates"])) for w, r in latency.items()} == {
+        "text": (200, {"1000", "10000"}), "protobuf": (225, {"10000"})}
+    for r in [*latency["text"]["rates"].values(), *latency["protobuf"]["rates"].values()]:
         assert r["twsbus"]["lat_us"]["n"] > 0 and r["raw"]["lat_us"]["n"] > 0
     assert [r["subscribers"] for r in results["fanout"]["runs"]] == [1, 2]
     assert results["queries"]["ops"]["current_time"]["rtt_us"]["n"] == 5
@@ -49,6 +51,7 @@ def test_benchmark_harness_runs_end_to_end_on_tiny_sizes(tmp_path: Path) -> None
 
     text = report.render(results)
     assert "### Targets" in text and "### 5. Scale" in text
+    assert "protobuf: added over raw NATS at 10k ticks/s, p50" in text
 
 
 @pytest.mark.timeout(60)
