@@ -14,8 +14,8 @@ as text with a binary id, which IB's decoder reads at any version.
 Handlers keep writing text fields in the version-200 layout; this module turns those into the
 protobuf message field by field, with IB's generated schemas (imported on first use). What a
 version changes in the values themselves (time stamps, volume units, odd lots) is ``values``.
-Incoming frames become ``requests.Frame``s: text fields, or the typed request a protobuf body
-reads into.
+An incoming frame becomes an ``Incoming``: its message id and either its text fields or its
+protobuf body, which the typed requests above this layer (``requests``) read.
 """
 
 from __future__ import annotations
@@ -23,13 +23,10 @@ from __future__ import annotations
 import functools
 import importlib
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any, NamedTuple
 
 from twsbus.sim import pb_reference, pb_replies, wire
 from twsbus.sim.msgids import ToClient
-
-if TYPE_CHECKING:
-    from twsbus.sim.requests import Frame
 
 PROTOBUF_FROM = 201
 PROTOBUF_MSG_ID = 200
@@ -114,14 +111,20 @@ def default_max_version() -> int:
     return value
 
 
-def warm_up() -> None:
-    """Import every schema now rather than on a session's first protobuf message: a first
-    import costs tens of milliseconds, which would delay that session's startApi answer."""
-    from twsbus.sim import requests
+class Incoming(NamedTuple):
+    """A request frame as it came off the wire: its message id (without the +200 of a protobuf
+    one), and its text fields or, for a protobuf request, its body."""
 
+    msg_id: int
+    fields: list[str]
+    body: bytes | None = None
+
+
+def warm_up() -> None:
+    """Import every reply schema now rather than on a session's first protobuf message: a first
+    import costs tens of milliseconds (``requests.warm_up`` does the same for requests)."""
     for name, *_ in (*REPLIES.values(), *NESTED.values(), *MODEL_REPLIES.values()):
         schema(name)
-    requests.warm_up()
 
 
 def is_protobuf(version: int, msg_id: int) -> bool:
@@ -151,26 +154,22 @@ def encode(version: int, fields: tuple[object, ...] | list[object]) -> bytes:
     return wire.frame(msg_id.to_bytes(4, "big") + wire.payload(fields[1:]))
 
 
-def decode(version: int, payload: bytes) -> Frame | None:
-    """A request frame, whichever wire it came on (None for an empty text frame). A protobuf
-    body is read into its typed request here: one that does not parse raises."""
-    from twsbus.sim import requests  # the typed requests sit above this layer
-
+def decode(version: int, payload: bytes) -> Incoming | None:
+    """A request frame, whichever wire it came on (None for an empty text frame)."""
     if version < PROTOBUF_FROM:
         fields = wire.split_fields(payload)
         if not fields:
             return None
         try:
-            return requests.Frame(int(fields[0]), fields[1:])
+            return Incoming(int(fields[0]), fields[1:])
         except ValueError:
             raise wire.ProtocolError(f"non-numeric message id {fields[0]!r}") from None
     if len(payload) < 4:
         raise wire.ProtocolError(f"frame of {len(payload)} bytes has no message id")
     msg_id = int.from_bytes(payload[:4], "big")
     if msg_id > PROTOBUF_MSG_ID:
-        msg_id -= PROTOBUF_MSG_ID
-        return requests.Frame(msg_id, [], requests.read_protobuf(msg_id, payload[4:]))
-    return requests.Frame(msg_id, wire.split_fields(payload[4:]))
+        return Incoming(msg_id - PROTOBUF_MSG_ID, [], payload[4:])
+    return Incoming(msg_id, wire.split_fields(payload[4:]))
 
 
 @functools.cache

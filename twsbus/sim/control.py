@@ -64,20 +64,27 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from twsbus.sim import histrules
+from twsbus.sim.config import Faults, SimConfig
+from twsbus.sim.loadgen import PACE_STATE, blast, pace
 from twsbus.sim.orders import UnknownOrder
-from twsbus.sim.server import Faults, SimConfig, Simulator
+from twsbus.sim.requests.order_text import order_defaults
 from twsbus.sim.wire import UNSET_DOUBLE
+
+if TYPE_CHECKING:
+    from twsbus.sim.server import Simulator
 
 log = logging.getLogger("twsbus.sim")
 
-Route = Callable[[Simulator, dict[str, Any]], Awaitable[Any] | Any]
+Route = Callable[["Simulator", dict[str, Any]], Awaitable[Any] | Any]
 
 
 class ControlServer:
@@ -169,23 +176,17 @@ def _restart(sim: Simulator, args: dict[str, Any]) -> Any:
 
 
 def _blast(sim: Simulator, args: dict[str, Any]) -> Any:
-    from twsbus.sim.loadgen import blast
-
     # kind "ticks" (tickPrice frames to market-data subscribers) or "tbt" (tick-by-tick trades)
     return blast(sim, int(args["conId"]), int(args.get("count", 100_000)),
                  str(args.get("kind", "ticks")))
 
 
 def _pace(sim: Simulator, args: dict[str, Any]) -> Any:
-    from twsbus.sim.h_market import pace
-
     con_ids = [int(c) for c in args.get("conIds", [])]
     return pace(sim, con_ids, float(args.get("rate", 1000)), float(args.get("seconds", 5)))
 
 
 def _pace_state(sim: Simulator, args: dict[str, Any]) -> Any:
-    from twsbus.sim.h_market import PACE_STATE
-
     return dict(PACE_STATE.get(sim, {"running": False}))
 
 
@@ -212,8 +213,6 @@ def _fill_order(sim: Simulator, args: dict[str, Any]) -> Any:
 
 def _manual_order(sim: Simulator, args: dict[str, Any]) -> Any:
     """An order "entered by hand in TWS", described with ibapi's Order field names."""
-    from twsbus.sim.requests.order_text import order_defaults
-
     spec = dict(args.get("contract") or {})
     found = sim.universe.find(spec)
     if len(found) != 1:
@@ -258,9 +257,6 @@ class ControlClient:
         self.url = url.rstrip("/")
 
     def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        import urllib.error
-        import urllib.request
-
         data = json.dumps(body or {}).encode() if method == "POST" else None
         req = urllib.request.Request(self.url + path, data=data, method=method)
         try:

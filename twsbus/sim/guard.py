@@ -21,7 +21,7 @@ from collections.abc import Awaitable, MutableMapping
 from typing import TYPE_CHECKING
 
 from twsbus.sim.msgids import FromClient as M
-from twsbus.sim.session import request_name
+from twsbus.sim.msgids import request_name
 from twsbus.sim.wire import Fields
 
 if TYPE_CHECKING:

@@ -18,7 +18,6 @@ from typing import Any
 from twsbus.sim import values, wire
 from twsbus.sim.contracts import resolve_one
 from twsbus.sim.h_history import send_hist_ticks
-from twsbus.sim.loadgen import PACE_STATE, blast, pace  # noqa: F401 (control.py's imports)
 from twsbus.sim.market import BookRow, Quote, tick_decimals, tick_round, venues
 from twsbus.sim.msgids import FromClient, ToClient
 from twsbus.sim.requests import market as rq

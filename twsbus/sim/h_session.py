@@ -6,10 +6,24 @@ import time
 
 from twsbus.sim.msgids import FromClient, ToClient
 from twsbus.sim.requests import session as rq
-from twsbus.sim.server import FARM_MESSAGES
 from twsbus.sim.session import ClientSession, SessionState
 
 MIN_SERVER_VER_CURRENT_TIME_IN_MILLIS = 197
+
+#: What TWS says about its connections to IB's farms and servers (sent as error messages with
+#: id -1): the OK ones after startApi, any of them through ``Simulator.farm_status``.
+FARM_MESSAGES = {
+    1100: "Connectivity between IB and Trader Workstation has been lost.",
+    1101: "Connectivity between IB and Trader Workstation has been restored - data lost.",
+    1102: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
+    2103: "Market data farm connection is broken:usfarm",
+    2104: "Market data farm connection is OK:usfarm",
+    2105: "HMDS data farm connection is broken:ushmds",
+    2106: "HMDS data farm connection is OK:ushmds",
+    2107: "HMDS data farm connection is inactive but should be available upon demand.ushmds",
+    2108: "Market data farm connection is inactive but should be available upon demand.usfarm",
+    2158: "Sec-def data farm connection is OK:secdefnj",
+}
 
 
 def start_api(s: ClientSession, r: rq.StartApi) -> None:

@@ -9,27 +9,25 @@ function; ``guard`` wraps each one to read frames and answer failures.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from twsbus.sim.session import ClientSession
+from twsbus.sim import (
+    h_account,
+    h_history,
+    h_market,
+    h_news,
+    h_orders,
+    h_reference,
+    h_scanner,
+    h_session,
+)
+from twsbus.sim.session import ClientSession
 
-Handler = Callable[["ClientSession", Any], Awaitable[None] | None]
+Handler = Callable[[ClientSession, Any], Awaitable[None] | None]
 
 
 def table() -> dict[int, Handler]:
-    """Every handler, by message id (importing the handler modules on first use)."""
-    from twsbus.sim import (
-        h_account,
-        h_history,
-        h_market,
-        h_news,
-        h_orders,
-        h_reference,
-        h_scanner,
-        h_session,
-    )
-
+    """Every handler, by message id."""
     out: dict[int, Handler] = {}
     for module in (h_session, h_market, h_history, h_reference, h_news, h_scanner, h_account,
                    h_orders):

@@ -20,6 +20,7 @@ can be reached). ``state`` is what ``GET /state`` shows under ``"historical"``.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 import weakref
@@ -165,8 +166,6 @@ def gate(s: ClientSession, req_id: int, identity: Hashable, burst_key: Hashable,
     b.peak_open = max(b.peak_open, b.open)
 
     async def later() -> None:
-        import asyncio
-
         try:
             await asyncio.sleep(r.hist_latency)
             answer()

@@ -11,15 +11,17 @@ from __future__ import annotations
 import asyncio
 import time
 import weakref
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from twsbus.sim import wire
 from twsbus.sim.codec import PROTOBUF_FROM
 from twsbus.sim.market import Quote, tick_round, venues
 from twsbus.sim.msgids import ToClient
-from twsbus.sim.server import Simulator
 from twsbus.sim.session import ClientSession, SessionState, Subscription
 from twsbus.sim.values import size_field
+
+if TYPE_CHECKING:
+    from twsbus.sim.server import Simulator
 
 __all__ = ["PACE_STATE", "blast", "pace"]
 

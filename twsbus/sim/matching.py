@@ -21,10 +21,10 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from twsbus.sim.config import SimConfig
     from twsbus.sim.market import Market, Quote
     from twsbus.sim.order_model import SimOrder
     from twsbus.sim.orders import OrderBook
-    from twsbus.sim.server import SimConfig
 
 log = logging.getLogger("twsbus.sim")
 

@@ -182,3 +182,11 @@ class FromClient(IntEnum):
     CANCEL_HISTORICAL_TICKS = 107
     REQ_CONFIG = 108
     UPDATE_CONFIG = 109
+
+
+def request_name(msg_id: int) -> str:
+    """A request's FromClient name (what counters, logs and fault switches use), or its number."""
+    try:
+        return FromClient(msg_id).name
+    except ValueError:
+        return str(msg_id)

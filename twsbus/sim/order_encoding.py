@@ -4,6 +4,8 @@ execDetails and commissionReport, each laid out for the session's negotiated ser
 openOrder and completedOrder share most of their sections but not all of them, nor their order,
 so each is assembled from small per-section functions named after what the section carries.
 The order state (``SimOrder``, ``Fill``) lives in ``order_model.py``; this module only renders it.
+The openOrder and completedOrder rows carry their protobuf forms (``order_protobuf``); both
+forms take quantities and times as a version prints them from ``values``.
 Server versions below 157 are never negotiated (the simulator's floor), so only the branches
 from 157 up are modelled.
 """
@@ -11,13 +13,11 @@ from 157 up are modelled.
 from __future__ import annotations
 
 import time
-from datetime import datetime
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo
 
+from twsbus.sim import order_protobuf
 from twsbus.sim.msgids import ToClient
-from twsbus.sim.values import utc_stamp
+from twsbus.sim.values import qty, tws_time
 from twsbus.sim.wire import UNSET_DOUBLE, UNSET_INTEGER
 
 if TYPE_CHECKING:
@@ -27,7 +27,6 @@ if TYPE_CHECKING:
 V_DURATION = 158
 V_POST_TO_ATS = 160
 V_AUTO_CANCEL_PARENT = 162
-V_FRACTIONAL_SIZE = 163
 V_PEGBEST_PEGMID_OFFSETS = 170
 V_FA_PROFILE_DESUPPORT = 177
 V_PENDING_PRICE_REVISION = 178
@@ -44,8 +43,6 @@ V_IMBALANCE_ONLY = 199
 #: an empty field as "unset", so the client still ends up with IB's sentinel.
 MAX_DOUBLE_TEXT = "1.7976931348623157E308"
 
-_EASTERN = ZoneInfo("US/Eastern")
-
 Row = list[object]
 
 
@@ -56,24 +53,6 @@ class ModelRow(list[object]):
     def __init__(self, items: Row, build: Any) -> None:
         super().__init__(items)
         self.protobuf = build
-
-
-def qty(version: int, value: Decimal) -> str:
-    """A quantity: whole numbers before fractional sizes, decimal text from then on."""
-    if version < V_FRACTIONAL_SIZE:
-        return str(int(value))
-    return format(value.normalize(), "f")
-
-
-def tws_time(version: int, ts: float, zone: str = "US/Eastern") -> str:
-    """An execution / completion time as TWS prints it, in its log-in time zone: a named zone
-    (newer TWS names it), or for UTC IB's ``yyyymmdd-hh:mm:ss`` form (``Z`` from 214)."""
-    if zone == "UTC":
-        return utc_stamp(version, ts)
-    stamp = datetime.fromtimestamp(ts, _EASTERN if zone == "US/Eastern" else ZoneInfo(zone))
-    if version >= V_FRACTIONAL_SIZE:
-        return stamp.strftime("%Y%m%d %H:%M:%S") + " US/Eastern"
-    return stamp.strftime("%Y%m%d  %H:%M:%S")
 
 
 def _raw_double(value: float) -> object:
@@ -274,8 +253,6 @@ def _open_order_tail(v: int, o: SimOrder) -> Row:
 
 
 def open_order(v: int, o: SimOrder) -> ModelRow:
-    from twsbus.sim import order_protobuf
-
     p = o.p
     return ModelRow([
         ToClient.OPEN_ORDER, o.order_id, *_contract(o), *_basics(v, o), o.client_id, o.perm_id,
@@ -310,8 +287,6 @@ def completed_order(v: int, o: SimOrder, zone: str = "US/Eastern") -> ModelRow:
     ]
     if v >= V_SUBMITTER:
         row.append("")
-    from twsbus.sim import order_protobuf
-
     return ModelRow(row, lambda message: order_protobuf.completed_order(v, o, message, zone))
 
 

@@ -14,6 +14,7 @@ from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from twsbus.sim import order_encoding as enc
+from twsbus.sim.values import tws_time
 from twsbus.sim.wire import UNSET_DOUBLE, UNSET_INTEGER
 
 if TYPE_CHECKING:
@@ -151,7 +152,7 @@ class ExecFilter:
             not self.account or o.account == self.account,
             self.since is None or fill.time >= self.since,
             self.last_n_days is None or fill.time >= time.time() - self.last_n_days * 86400,
-            not self.dates or enc.tws_time(200, fill.time)[:8] in self.dates,
+            not self.dates or tws_time(200, fill.time)[:8] in self.dates,
             not self.symbol or o.inst.symbol.upper() == self.symbol.upper(),
             not self.sec_type or o.inst.sec_type.upper() == self.sec_type.upper(),
             not self.exchange or self.exchange.upper() in (

@@ -15,9 +15,9 @@ import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from twsbus.sim.order_encoding import qty, tws_time
 from twsbus.sim.pb_replies import put
 from twsbus.sim.requests.order_text import CONDITION_FIELDS
+from twsbus.sim.values import qty, tws_time
 from twsbus.sim.wire import UNSET_DOUBLE, UNSET_INTEGER
 
 if TYPE_CHECKING:

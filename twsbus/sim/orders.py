@@ -54,8 +54,8 @@ from twsbus.sim.wire import UNSET_DOUBLE
 
 if TYPE_CHECKING:
     from twsbus.sim.accounts import Accounts
+    from twsbus.sim.config import SimConfig, Stats
     from twsbus.sim.market import Market
-    from twsbus.sim.server import SimConfig, Stats
     from twsbus.sim.session import ClientSession
     from twsbus.sim.universe import Instrument
 

@@ -2,10 +2,11 @@
 
 ``Simulator`` is what ``twsbus sim`` runs and what tests embed. It owns the listening socket,
 the client sessions, the request table they dispatch through (``handlers``), the instrument
-universe, the deterministic market model, the order book,
-the request counters and the fault switches. Faults are methods here (``drop_all``,
-``set_silent``, ``restart``, ``farm_status``) so the control endpoint and in-process tests drive
-the same code.
+universe, the deterministic market model, the order book, the request counters and the fault
+switches (their types are in ``config``, below every layer that reads them). Faults are methods
+here (``drop_all``, ``set_silent``, ``restart``, ``farm_status``) so the control endpoint and
+in-process tests drive the same code. ``serve`` runs a simulator with its control endpoint
+(``control``), which is handed the simulator and never imports this module.
 """
 
 from __future__ import annotations
@@ -13,100 +14,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import Counter
 from collections.abc import Mapping
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import msgspec
 
-from twsbus.sim.codec import PROTOBUF_FROM, default_max_version, warm_up
-from twsbus.sim.session import ClientSession, SessionState, request_name
+from twsbus.sim import codec, guard, requests
+from twsbus.sim.accounts import Accounts
+from twsbus.sim.config import ORDER_COUNTS, Faults, SimConfig, Stats
+from twsbus.sim.control import ControlServer
+from twsbus.sim.h_account import publish_change
+from twsbus.sim.h_session import FARM_MESSAGES
+from twsbus.sim.handlers import Handler, table
+from twsbus.sim.market import Market
+from twsbus.sim.orders import OrderBook
+from twsbus.sim.session import ClientSession, SessionState
+from twsbus.sim.universe import Universe
 
-if TYPE_CHECKING:
-    from twsbus.sim.handlers import Handler
+__all__ = ["Faults", "SimConfig", "Simulator", "Stats", "serve"]
 
 log = logging.getLogger("twsbus.sim")
-
-FARM_MESSAGES = {
-    1100: "Connectivity between IB and Trader Workstation has been lost.",
-    1101: "Connectivity between IB and Trader Workstation has been restored - data lost.",
-    1102: "Connectivity between IB and Trader Workstation has been restored - data maintained.",
-    2103: "Market data farm connection is broken:usfarm",
-    2104: "Market data farm connection is OK:usfarm",
-    2105: "HMDS data farm connection is broken:ushmds",
-    2106: "HMDS data farm connection is OK:ushmds",
-    2107: "HMDS data farm connection is inactive but should be available upon demand.ushmds",
-    2108: "Market data farm connection is inactive but should be available upon demand.usfarm",
-    2158: "Sec-def data farm connection is OK:secdefnj",
-}
-
-
-class SimConfig(msgspec.Struct, kw_only=True):
-    host: str = "127.0.0.1"
-    port: int = 7497
-    seed: int = 1
-    #: The highest server version negotiated (at most 225). 200 is the last text-protocol version;
-    #: from 201 message ids are binary and messages switch to protobuf family by family. The
-    #: default is 200, or ``TWSBUS_SIM_MAX_VERSION`` from the environment.
-    max_version: int = msgspec.field(default_factory=default_max_version)
-    min_version: int = 100
-    accounts: list[str] = msgspec.field(default_factory=lambda: ["DU1234567"])
-    #: Seconds between streaming updates per subscription (market data, tick-by-tick, depth).
-    tick_interval: float = 0.25
-    line_limit: int = 100
-    depth_limit: int = 3
-    pacing_limit: int = 50
-    enforce_pacing: bool = True
-    #: Send the farm-OK messages TWS sends after startApi.
-    farm_messages_on_connect: bool = True
-    #: Synthetic stocks SYN0001.. (conIds 900_000_001..) added to the universe (benchmarks).
-    extra_instruments: int = 0
-    #: An order larger than the size at the touch fills in several executions, one matcher
-    #: pass at a time; off, every order fills whole at the touch.
-    partial_fills: bool = True
-    #: TWS's log-in time zone, in which it prints execution and completion times; "UTC" gives
-    #: IB's UTC form, yyyymmdd-hh:mm:ss (with a Z from server version 214).
-    time_zone: str = "US/Eastern"
-    #: Every new connection resets nextValidId to 1 (a gateway that lost its settings); the
-    #: order ids already used stay used (see orders.py).
-    rollback_next_valid_id: bool = False
-
-
-class Faults(msgspec.Struct, kw_only=True):
-    silent: bool = False
-    refuse_connections: bool = False
-    #: Request names (FromClient names, e.g. "REQ_HISTORICAL_DATA") received but never answered.
-    ignore: list[str] = msgspec.field(default_factory=list)
-    #: Request name -> seconds to wait before answering (other requests are not held up).
-    delay: dict[str, float] = msgspec.field(default_factory=dict)
-
-
-#: The order counters ``GET /state`` always shows (see ``OrderBook`` for what each counts).
-ORDER_COUNTS = ("placed", "modified", "cancelled", "rejected", "duplicate_id_errors", "manual",
-                "executions")
-
-
-class Stats:
-    """Counters other processes read through the control endpoint."""
-
-    def __init__(self) -> None:
-        self.requests: Counter[str] = Counter()
-        self.opened: Counter[str] = Counter()
-        self.orders: Counter[str] = Counter()
-        self.pacing_violations = 0
-        self.unhandled = 0
-        self.handler_errors = 0
-        self.connections = 0
-
-    def received(self, msg_id: int) -> None:
-        self.requests[request_name(msg_id)] += 1
-
-    def subscribed(self, kind: str) -> None:
-        self.opened[kind] += 1
-
-    def reset(self) -> None:
-        self.__init__()  # type: ignore[misc]
 
 
 class Simulator:
@@ -115,24 +43,17 @@ class Simulator:
 
     def __init__(self, config: SimConfig | None = None,
                  handlers: Mapping[int, Handler] | None = None) -> None:
-        from twsbus.sim import guard
-        from twsbus.sim.accounts import Accounts
-        from twsbus.sim.h_account import publish_change
-        from twsbus.sim.handlers import table
-        from twsbus.sim.market import Market
-        from twsbus.sim.orders import OrderBook
-        from twsbus.sim.universe import Universe
-
-        self.handlers = guard.install(dict(table() if handlers is None else handlers))
-        self.config = config or SimConfig()
-        self.universe = Universe(extra=self.config.extra_instruments)
-        self.market = Market(self.universe, self.config.seed)
-        self.stats = Stats()
-        self.accounts = Accounts(self.config.accounts, self.universe, self.market)
+        self.handlers: dict[int, guard.Guarded] = guard.install(
+            dict(table() if handlers is None else handlers))
+        self.config: SimConfig = config or SimConfig()
+        self.universe: Universe = Universe(extra=self.config.extra_instruments)
+        self.market: Market = Market(self.universe, self.config.seed)
+        self.stats: Stats = Stats()
+        self.accounts: Accounts = Accounts(self.config.accounts, self.universe, self.market)
         self.accounts.on_change.append(partial(publish_change, self))
-        self.orders = OrderBook(self.config, self.market, self.stats, self.ready_sessions,
-                                self.spawn, self.accounts)
-        self.faults = Faults()
+        self.orders: OrderBook = OrderBook(self.config, self.market, self.stats,
+                                           self.ready_sessions, self.spawn, self.accounts)
+        self.faults: Faults = Faults()
         self.sessions: set[ClientSession] = set()
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -144,8 +65,11 @@ class Simulator:
     # ---- lifecycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
-        if self.config.max_version >= PROTOBUF_FROM:
-            warm_up()
+        if self.config.max_version >= codec.PROTOBUF_FROM:
+            # A schema's first import costs tens of milliseconds, which would otherwise delay
+            # the first protobuf session's startApi answer.
+            codec.warm_up()
+            requests.warm_up()
         self._server = await asyncio.start_server(
             self._on_connect, self.config.host, self.port, reuse_address=True
         )
@@ -243,8 +167,6 @@ class Simulator:
 
 async def serve(config: SimConfig, control_port: int | None = None) -> None:
     """Run a simulator (and its control endpoint) until cancelled."""
-    from twsbus.sim.control import ControlServer
-
     sim = Simulator(config)
     await sim.start()
     control = None

@@ -1,7 +1,9 @@
 """One client connection to the simulator: handshake, framing, pacing, dispatch, subscriptions.
 
 The session owns its socket and the streaming subscriptions its client opened (each an asyncio
-task that writes data until cancelled). Everything it sends goes through ``send``, which renders
+task that writes data until cancelled). A frame it reads goes through ``codec.decode`` (id and
+text fields, or a protobuf body) and ``requests.frame`` (the body read into its typed request)
+to the handler table it was given. Everything it sends goes through ``send``, which renders
 fields for the negotiated server version (text; binary ids from 201; protobuf message by message,
 see ``codec``) and honours the "silent" fault (a half-open link that neither reads nor writes).
 """
@@ -17,11 +19,11 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from twsbus.sim import codec, wire
-from twsbus.sim.msgids import FromClient, ToClient
+from twsbus.sim import codec, requests, wire
+from twsbus.sim.msgids import FromClient, ToClient, request_name
+from twsbus.sim.requests import Frame
 
 if TYPE_CHECKING:
-    from twsbus.sim.requests import Frame
     from twsbus.sim.server import Simulator
 
 log = logging.getLogger("twsbus.sim")
@@ -31,16 +33,9 @@ MIN_SERVER_VER_ERROR_TIME = 194
 MAX_FRAME = 16 * 1024 * 1024
 
 
-def request_name(msg_id: int) -> str:
-    try:
-        return FromClient(msg_id).name
-    except ValueError:
-        return str(msg_id)
-
-
 #: What the session dispatches a frame to, by message id: a handler behind ``guard.Guarded``,
 #: which reads the frame into its typed request.
-Dispatch = Callable[["ClientSession", "Frame"], Awaitable[None] | None]
+Dispatch = Callable[["ClientSession", Frame], Awaitable[None] | None]
 
 
 class SessionState(enum.IntEnum):
@@ -181,7 +176,8 @@ class ClientSession:
                 if self.sim.faults.silent:
                     continue  # a half-open link: bytes go nowhere
                 try:
-                    frame = codec.decode(self.version, payload)
+                    incoming = codec.decode(self.version, payload)
+                    frame = None if incoming is None else requests.frame(incoming)
                 except wire.ProtocolError:
                     raise
                 except Exception:  # a protobuf request we cannot read: TWS ignores it too

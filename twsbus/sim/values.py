@@ -1,6 +1,8 @@
 """What TWS's values look like at a negotiated server version, where a version changes a value
-and not a layout: UTC time stamps, volume units, odd-lot quotes.
+and not a layout: sizes and quantities, time stamps, volume units, odd-lot quotes.
 
+- 163 (``MIN_SERVER_VER_FRACTIONAL_SIZE_SUPPORT``): sizes and order quantities are decimal
+  text (before, whole numbers), and execution / completion times name their time zone.
 - 214 (``MIN_SERVER_VER_ADD_Z_SUFFIX_TO_UTC_DATE_TIME``): a date-time TWS sends in UTC, IB's
   ``yyyymmdd-hh:mm:ss`` form, ends in ``Z`` (``20261118-14:30:00Z``). Times TWS sends in a named
   zone (``20261118 09:30:00 US/Eastern``) and epoch seconds are unchanged.
@@ -19,6 +21,8 @@ instrument's tick grid, printed with the tick's decimals, at every version.
 from __future__ import annotations
 
 import datetime as dt
+from decimal import Decimal
+from zoneinfo import ZoneInfo
 
 MIN_SERVER_VER_FRACTIONAL_SIZE_SUPPORT = 163
 MIN_SERVER_VER_ADD_Z_SUFFIX_TO_UTC_DATE_TIME = 214
@@ -40,10 +44,32 @@ def size_field(version: int, size: float) -> float | int:
     return size if version >= MIN_SERVER_VER_FRACTIONAL_SIZE_SUPPORT else int(size)
 
 
+def qty(version: int, value: Decimal) -> str:
+    """An order or execution quantity: whole numbers before fractional sizes (163), decimal
+    text from then on."""
+    if version < MIN_SERVER_VER_FRACTIONAL_SIZE_SUPPORT:
+        return str(int(value))
+    return format(value.normalize(), "f")
+
+
 def utc_stamp(version: int, epoch: float) -> str:
     """A UTC date-time as TWS prints it: ``yyyymmdd-hh:mm:ss``, with ``Z`` from 214."""
     text = f"{dt.datetime.fromtimestamp(int(epoch), dt.UTC):%Y%m%d-%H:%M:%S}"
     return text + "Z" if version >= MIN_SERVER_VER_ADD_Z_SUFFIX_TO_UTC_DATE_TIME else text
+
+
+_EASTERN = ZoneInfo("US/Eastern")
+
+
+def tws_time(version: int, ts: float, zone: str = "US/Eastern") -> str:
+    """An execution / completion time as TWS prints it, in its log-in time zone: a named zone
+    (newer TWS names it), or for UTC IB's ``yyyymmdd-hh:mm:ss`` form (``Z`` from 214)."""
+    if zone == "UTC":
+        return utc_stamp(version, ts)
+    stamp = dt.datetime.fromtimestamp(ts, _EASTERN if zone == "US/Eastern" else ZoneInfo(zone))
+    if version >= MIN_SERVER_VER_FRACTIONAL_SIZE_SUPPORT:
+        return stamp.strftime("%Y%m%d %H:%M:%S") + " US/Eastern"
+    return stamp.strftime("%Y%m%d  %H:%M:%S")
 
 
 def lots_of_100(sec_type: str, currency: str) -> bool:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from twsbus.sim.codec import schema
+from twsbus.sim.codec import Incoming, schema
 from twsbus.sim.requests import account, history, market, orders, reference, session
 from twsbus.sim.requests.base import Contract, Request, Spec
 from twsbus.sim.wire import Fields
 
-__all__ = ["SPECS", "Contract", "Frame", "Request", "UnknownRequest", "read_protobuf",
+__all__ = ["SPECS", "Contract", "Frame", "Request", "UnknownRequest", "frame", "read_protobuf",
            "read_text", "warm_up"]
 
 #: message id -> how its request is read, on both wires
@@ -46,6 +46,15 @@ class Frame(NamedTuple):
         return read_text(self.msg_id, version, self.fields)
 
 
+def frame(incoming: Incoming) -> Frame:
+    """The frame a session dispatches, from what ``codec.decode`` read off the wire: a protobuf
+    body is read into its typed request now (one that does not parse raises), text fields when
+    the frame is dispatched."""
+    if incoming.body is None:
+        return Frame(incoming.msg_id, incoming.fields)
+    return Frame(incoming.msg_id, [], read_protobuf(incoming.msg_id, incoming.body))
+
+
 def read_text(msg_id: int, version: int, fields: list[str]) -> Request:
     """The request ``msg_id`` from its text fields (after the id) at server ``version``."""
     entry = SPECS.get(msg_id)
@@ -65,6 +74,7 @@ def read_protobuf(msg_id: int, body: bytes) -> Request:
 
 
 def warm_up() -> None:
-    """Import every request schema now (see ``codec.warm_up``)."""
+    """Import every request schema now rather than on a session's first protobuf request (see
+    ``codec.warm_up``)."""
     for entry in SPECS.values():
         schema(entry.schema)
