@@ -2,13 +2,15 @@
 passes (an AssertionError naming what was awaited). Never a fixed sleep before an assert.
 
 ``wait_until`` is for async tests with a cheap predicate, ``eventually`` for async tests whose
-check blocks (a control-endpoint call, a subprocess: it runs in a thread), ``poll`` for plain
-tests.
+check blocks (a control-endpoint call, a subprocess: it runs in a thread) or is itself async (a
+NATS request on the test's own connection: a coroutine function is awaited on the test's loop),
+``poll`` for plain tests.
 """
 
 from __future__ import annotations
 
 import asyncio
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any
@@ -27,7 +29,11 @@ async def eventually(check: Callable[[], Any], timeout: float = 10.0, what: str 
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
-        last = await asyncio.to_thread(check)
+        last = await check() if inspect.iscoroutinefunction(check) else \
+            await asyncio.to_thread(check)
+        if inspect.iscoroutine(last):  # a lambda around an async call: never true by accident
+            last.close()
+            raise TypeError(f"{what or check} returns a coroutine: pass an async def instead")
         if last:
             return last
         await asyncio.sleep(interval)

@@ -1,9 +1,10 @@
 """``Client``: the asyncio face of a twsbus daemon on a caller's NATS connection.
 
-What users call: typed queries (``QueryMethods``), subscriptions of every kind, orders. The wire
-is the ``Link``'s (``link.py``: requests, leases, data-subject prediction, NATS errors translated
-once); the ``LeaseKeeper`` (``keeper.py``) renews leases and re-subscribes lost ones, following the
-daemon's ``tws.status``; ``Subscription`` (``stream.py``) depends on those two, not on this class.
+What users call: typed queries (``QueryMethods``; ``query`` answers any op as its reply type's
+structs), subscriptions of every kind, orders. The wire is the ``Link``'s (``link.py``: requests,
+leases, data-subject prediction, NATS errors translated once); the ``LeaseKeeper``
+(``keeper.py``) renews leases and re-subscribes lost ones, following the daemon's
+``tws.status``; ``Subscription`` (``stream.py``) depends on those two, not on this class.
 Orders (``place``, ``order``, ``orders``, ``order_view``) are ``OrderLink``'s (``orders.py``).
 """
 
@@ -106,6 +107,29 @@ class Client(QueryMethods):
         query timeout. Contracts may be given as anything ``ContractLike``; an op subjects.yaml
         does not have is a 404 at once."""
         return await self._link.request(op, **args)
+
+    async def query(self, op: str, /, **args: Any) -> Any:
+        """Any query by name, like ``request``, its reply decoded strictly into the op's reply
+        type (``twsbus.replies.reply_type``, the shapes docs/MESSAGES.md publishes): msgspec
+        structs under IB's names instead of dicts. ::
+
+            (details,) = await bus.query("contract_details", contract=stock("AAPL"))
+            details.contract.conId        # 265598
+            (await bus.query("current_time")).time
+
+        By the op's pattern the result is one struct (``current_time``: ``CurrentTimeReply``),
+        the list or value one argument holds (``family_codes``: a list of ``IbFamilyCode``), a
+        list of structs (``contract_details``, ``historical_data``; one struct per order for
+        ``open_orders``; tagged by ``.type`` for ``executions``, ``account_updates``), a dict of
+        tick names for ``market_data_snapshot``, ``PlaceReply`` for the order ops and
+        ``OkReply`` for fire-and-forget ones. A field the daemon left out is
+        ``msgspec.UNSET``; ``msgspec.to_builtins(reply)`` is what ``request`` answers.
+
+        Arguments and errors are ``request``'s (the same 404 and 400). A TypeError, nothing
+        sent, when the installed ibapi lacks a callback of the op (9.81: ``user_info``,
+        ``current_time_in_millis``); a ``TwsBusError`` when the reply does not match the type
+        (the daemon's ibapi and this one describe it differently)."""
+        return await self._link.query(op, **args)
 
     async def status(self) -> dict[str, Any]:
         """The daemon's own state (``tws.req.status``)."""

@@ -1,6 +1,7 @@
 """``Link``: the client's one road to the daemon, over a caller-owned NATS connection.
 
-It owns the wire: requests (``tws.req.<op>``, errors raised as the classes of ``twsbus.errors``),
+It owns the wire: requests (``tws.req.<op>``, errors raised as the classes of ``twsbus.errors``;
+replies as plain JSON, or strictly as the op's type of ``twsbus.replies``),
 lease requests (``tws.sub.<kind>``, ``tws.req.snapshot``, renewals, releases), and the prediction
 of a subscription's data subject (a conId from contract details, the account from managed
 accounts) so a ``Subscription`` can listen before it subscribes. NATS failures are translated
@@ -26,7 +27,7 @@ from twsbus.client.queries import unknown_query
 from twsbus.client.stream import Granted
 from twsbus.errors import NotConnected, Timeout, TwsBusError, parse_error
 from twsbus.messages import Contract, LeasesReply, TagValue
-from twsbus.subjects import Surface, surface
+from twsbus.subjects import QuerySpec, Surface, surface
 
 log = logging.getLogger("twsbus.client")
 
@@ -62,6 +63,11 @@ class Link:
 
     async def ask(self, subject: str, payload: bytes, timeout: float) -> Any:
         """One request; the decoded reply, or the error it carries raised."""
+        return _decode(subject, await self.ask_raw(subject, payload, timeout), Any)
+
+    async def ask_raw(self, subject: str, payload: bytes, timeout: float) -> bytes:
+        """One request; the reply's bytes, or the error it carries raised. Every request of the
+        client goes through here."""
         try:
             msg = await self.nc.request(subject, payload, timeout=timeout)
         except nats.errors.NoRespondersError as exc:
@@ -76,17 +82,24 @@ class Link:
             err = parse_error(msg.data) or parse_error(msgspec.json.encode({"error": {
                 "code": int(code), "message": headers.get("Nats-Service-Error", "")}}))
             raise err or TwsBusError(headers.get("Nats-Service-Error", f"error {code}"))
-        try:
-            return msgspec.json.decode(msg.data) if msg.data else None
-        except msgspec.DecodeError as exc:
-            raise TwsBusError(f"{subject}: the reply is not JSON: {exc}") from None
+        return msg.data
 
     async def request(self, op: str, /, **args: Any) -> Any:
         """A query op of subjects.yaml by name; contracts may be anything ``ContractLike``, tag
         lists dicts. An op the surface does not have is a 404 at once, nothing sent."""
+        return await self._request(op, args, typed=False)
+
+    async def query(self, op: str, /, **args: Any) -> Any:
+        """``request``, its reply decoded strictly into the op's reply type
+        (``twsbus.replies``): a TypeError, nothing sent, when the installed ibapi cannot type
+        it; a ``TwsBusError`` when the reply does not match it."""
+        return await self._request(op, args, typed=True)
+
+    async def _request(self, op: str, args: dict[str, Any], typed: bool) -> Any:
         spec = self.surface.queries.get(op)
         if spec is None:
             raise unknown_query(self.surface, op)
+        reply_type = _reply_type(spec) if typed else Any
         for arg in spec.args:
             value = args.get(arg.name)
             if value is None:
@@ -95,8 +108,10 @@ class Link:
                 args[arg.name] = to_contract(value)
             elif arg.type_name == "tag_list" and isinstance(value, dict):
                 args[arg.name] = [TagValue(str(k), str(v)) for k, v in value.items()]
+        subject = self.surface.query_subject(op)
         wait = (args.get("timeout") or self.request_timeout or DAEMON_TIMEOUT) + QUERY_MARGIN
-        return await self.ask(self.surface.query_subject(op), msgspec.json.encode(args), wait)
+        return _decode(subject, await self.ask_raw(subject, msgspec.json.encode(args), wait),
+                       reply_type)
 
     async def status(self) -> dict[str, Any]:
         """The daemon's own state (``tws.req.status``)."""
@@ -185,3 +200,29 @@ class Link:
                 return None
             self._account = accounts[0]
         return self._account
+
+
+def _reply_type(spec: QuerySpec) -> Any:
+    """The op's reply type; a TypeError naming the op when the installed ibapi lacks one of its
+    callbacks (9.81: the ops of newer servers)."""
+    # Imported here: twsbus.replies reads the installed ibapi, which a client that only asks
+    # for plain JSON never needs to load.
+    from twsbus.replies import reply_type
+
+    try:
+        return reply_type(spec)
+    except AttributeError as exc:
+        raise TypeError(f"query {spec.op!r} has no reply type with the installed ibapi ({exc}); "
+                        f"request({spec.op!r}) answers it as plain JSON") from None
+
+
+def _decode(subject: str, data: bytes, reply_type: Any) -> Any:
+    """A reply body as JSON (``reply_type`` Any), or strictly as ``reply_type``."""
+    if not data and reply_type is Any:
+        return None
+    try:
+        return msgspec.json.decode(data, type=reply_type)
+    except msgspec.ValidationError as exc:
+        raise TwsBusError(f"{subject}: the reply does not match its type: {exc}") from exc
+    except msgspec.DecodeError as exc:
+        raise TwsBusError(f"{subject}: the reply is not JSON: {exc}") from None
