@@ -6,7 +6,8 @@ kind gathers a burst and publishes it at its end as one message, the whole ranke
 list wins, like the depth book), which is also the stream's image. The subject carries the scan
 code and the location (``tws.scanner.TOP_PERC_GAIN.STK.US.MAJOR``); the other filters must agree
 with the live stream. Each stream costs one of TWS's 10 scanner subscriptions (``scanner``
-budget, ``max_scanner``). ``kinds.KINDS`` lists it with the others.
+budget, ``max_scanner``). Like every kind, it registers itself by its ``name``
+(``Kind.registry``).
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@ states: its lifecycle (``StreamState``) and the health its subscribers see (``He
 published on the subject itself, never inferred from silence.
 
 A ``Kind`` says how one subscription kind talks to TWS: which EClient method, with which
-arguments, which callbacks it receives and how they change the image and the subject.
+arguments, which callbacks it receives and how they change the image and the subject. A subclass
+that names its kind (``name = "ticks"``) registers itself in ``Kind.registry``, where
+``kinds.make_kinds`` finds it by the name subjects.yaml gives the kind.
 """
 
 from __future__ import annotations
@@ -114,12 +116,25 @@ class Kind:
     how TWS's callbacks change the image and become messages (``on_event``)."""
 
     name: ClassVar[str]
+    #: Every kind's class by its ``name``, filled as the classes are defined.
+    registry: ClassVar[dict[str, type[Kind]]] = {}
     #: Callbacks that carry no request id, routed by name (reqPositions, reqAccountUpdates).
     unkeyed: ClassVar[tuple[str, ...]] = ()
     #: The callback that ends the initial state (None: the first data callback will do).
     ready_on: ClassVar[str | None] = None
     #: Callbacks TWS sends ahead of the data, which do not make an image.
     preamble: ClassVar[tuple[str, ...]] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        name = cls.__dict__.get("name")
+        if name is None:  # a base for other kinds (it inherits a name, or has none yet)
+            return
+        if (other := Kind.registry.get(name)) is not None:
+            raise TypeError(f"subscription kind {name!r} has two classes: "
+                            f"{other.__module__}.{other.__qualname__} and "
+                            f"{cls.__module__}.{cls.__qualname__}")
+        Kind.registry[name] = cls
 
     def __init__(self, publisher: Publisher, spec: SubscriptionSpec) -> None:
         self.publisher = publisher
