@@ -89,3 +89,19 @@ def test_request_structs_reject_unknown_fields_and_name_them() -> None:
     spec = surface().queries["historical_data"]
     with pytest.raises(msgspec.ValidationError, match="bogus"):
         msgspec.convert({"contract": {"conId": 1}, "bogus": 1}, spec.request_type)
+
+
+def test_the_readmes_table_of_kinds_is_what_twsbus_schema_writes(tmp_path: Path) -> None:
+    from twsbus.reference import KINDS_BEGIN, KINDS_END, kinds_table, refresh_readme
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index(KINDS_BEGIN) + len(KINDS_BEGIN):readme.index(KINDS_END)]
+    assert table.strip().splitlines() == kinds_table(surface()), \
+        "README.md's table of kinds is out of date: run `twsbus schema`"
+    rows = [line.split("|")[1].strip(" `") for line in kinds_table(surface())[2:]]
+    assert rows == list(surface().subscriptions)
+    stale = tmp_path / "README.md"
+    stale.write_text(f"intro\n{KINDS_BEGIN}\n| old |\n{KINDS_END}\nrest\n")
+    assert refresh_readme(stale, surface())
+    assert stale.read_text() == "\n".join(["intro", KINDS_BEGIN, *kinds_table(surface()),
+                                           KINDS_END, "rest", ""])

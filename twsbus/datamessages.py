@@ -2,11 +2,11 @@
 
 Every message on a data subject (``tws.ticks.<conId>``, ``tws.tbt.<conId>.<tickType>``,
 ``tws.bars.<conId>``, ``tws.hbars.<conId>.<barSize>``, ``tws.depth.<conId>``, ``tws.pnl.*``,
-``tws.account.<account>``, ``tws.positions.<account>``, ``tws.scanner.<scanCode>.<location>``)
-is a JSON object tagged by ``type`` with the envelope ``seq`` (per subject, +1 per message),
-``ts`` (the daemon's receive time, ns since the epoch) and ``epoch`` (changes when the daemon
-restarts). IB's callback argument names are kept, so IB's documentation describes each field; an
-unset IB value is left out (or null).
+``tws.account.<account>``, ``tws.positions.<account>``, ``tws.scanner.<scanCode>.<location>``,
+...: each kind's ``data`` subject in subjects.yaml) is a JSON object tagged by ``type`` with the
+envelope ``seq`` (per subject, +1 per message), ``ts`` (the daemon's receive time, ns since the
+epoch) and ``epoch`` (changes when the daemon restarts). IB's callback argument names are kept,
+so IB's documentation describes each field; an unset IB value is left out (or null).
 
 These structs are the published contract: ``twsbus schema`` writes them into the AsyncAPI document,
 and the tests decode what the daemon really publishes against them (``DataMessage``), strictly, so
@@ -19,6 +19,8 @@ from __future__ import annotations
 from typing import Any, Literal, Union
 
 import msgspec
+
+from twsbus.subjects import surface
 
 
 class Fields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -272,21 +274,6 @@ class PositionsImage(msgspec.Struct, forbid_unknown_fields=True):
     positions: dict[str, PositionFields] = msgspec.field(default_factory=dict)
 
 
-#: The ``image`` of a subscribe reply, per kind: the stream's state when the lease was granted.
-IMAGES: dict[str, type[msgspec.Struct]] = {
-    "ticks": TicksFields,
-    "tbt": TbtImage,
-    "bars": BarsImage,
-    "hist_bars": HistBarsImage,
-    "depth": DepthFields,
-    "pnl": PnLFields,
-    "pnl_single": PnLSingleFields,
-    "account": AccountImage,
-    "positions": PositionsImage,
-    "scanner": ScanFields,
-}
-
-
 def _message(name: str, fields: type[Fields], tag: str) -> Any:
     """``fields`` with the envelope, tagged: ``seq`` (per subject, +1 per message), ``ts`` (the
     daemon's receive time, ns since the epoch), ``epoch`` (changes when the daemon restarts)."""
@@ -310,23 +297,46 @@ AccountTime = _message("AccountTime", AccountTimeFields, "accountTime")
 Position = _message("Position", PositionFields, "position")
 Scan = _message("Scan", ScanFields, "scan")
 
-#: The message types each subscription kind publishes on its data subject (and ``status``).
-KIND_MESSAGES: dict[str, tuple[Any, ...]] = {
+#: The message types of each ``message:`` name in subjects.yaml (what a kind publishes on its
+#: data subject, besides ``status``).
+MESSAGE_TYPES: dict[str, tuple[Any, ...]] = {
     "ticks": (Ticks,),
     "tbt": (TickByTick,),
-    "bars": (Bar,),
-    "hist_bars": (Bar,),
+    "bar": (Bar,),
     "depth": (Depth,),
     "pnl": (PnL,),
     "pnl_single": (PnLSingle,),
     "account": (AccountValue, Portfolio, AccountTime),
-    "positions": (Position,),
-    "scanner": (Scan,),
+    "position": (Position,),
+    "scan": (Scan,),
 }
+
+#: The ``image`` of a subscribe reply for a kind of each ``message:`` name: the stream's state
+#: when the lease was granted. A kind whose image differs from its message's says so below.
+MESSAGE_IMAGES: dict[str, type[msgspec.Struct]] = {
+    "ticks": TicksFields,
+    "tbt": TbtImage,
+    "bar": BarsImage,
+    "depth": DepthFields,
+    "pnl": PnLFields,
+    "pnl_single": PnLSingleFields,
+    "account": AccountImage,
+    "position": PositionsImage,
+    "scan": ScanFields,
+}
+_KIND_IMAGES: dict[str, type[msgspec.Struct]] = {"hist_bars": HistBarsImage}
+
+#: Per subscription kind of subjects.yaml: its message types and its image (a kind that
+#: publishes an existing message type needs nothing here).
+KIND_MESSAGES: dict[str, tuple[Any, ...]] = {
+    kind: MESSAGE_TYPES[spec.message] for kind, spec in surface().subscriptions.items()}
+IMAGES: dict[str, type[msgspec.Struct]] = {
+    kind: _KIND_IMAGES.get(kind) or MESSAGE_IMAGES[spec.message]
+    for kind, spec in surface().subscriptions.items()}
 
 #: Any message of any data subject.
 DataMessage: Any = Union[  # noqa: UP007 - built from a tuple
-    tuple(dict.fromkeys((StreamStatus, *(m for ms in KIND_MESSAGES.values() for m in ms))))]
+    tuple(dict.fromkeys((StreamStatus, *(m for ms in MESSAGE_TYPES.values() for m in ms))))]
 
 
 def decode(raw: bytes) -> Any:

@@ -2,15 +2,22 @@
 
 ``markdown(doc)`` lists every request subject with its request and reply, every published subject
 with its messages, and every type with its fields; ``twsbus schema`` writes it as
-docs/MESSAGES.md, which the README links to.
+docs/MESSAGES.md, which the README links to. ``kinds_table(surface)`` is the README's table of
+subscription kinds, which ``twsbus schema`` rewrites between the README's markers
+(``refresh_readme``).
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from twsbus import errors
+
+if TYPE_CHECKING:
+    from twsbus.subjects import ArgSpec, SubscriptionSpec, Surface
 
 _REF = "#/components/schemas/"
 
@@ -168,3 +175,37 @@ def _type(schema: dict[str, Any]) -> str:
     if isinstance(kind, list):
         return " \\| ".join(kind)
     return str(kind or "any")
+
+
+#: The README's table of kinds sits between these lines.
+KINDS_BEGIN = "<!-- kinds:begin (written by `twsbus schema` from subjects.yaml: do not edit) -->"
+KINDS_END = "<!-- kinds:end -->"
+
+
+def kinds_table(surface: Surface) -> list[str]:
+    """Every subscription kind as a Markdown table row: its TWS request, its parameters with
+    their defaults (those a later lease may widen marked), its data subject and its messages."""
+    rows = ["| kind | TWS request | params (default) | data subject | message `type` |",
+            "|---|---|---|---|---|"]
+    for name, spec in surface.subscriptions.items():
+        params = ", ".join(_param(p, spec) for p in spec.params) or "-"
+        subject = re.sub(r"\{(\w+)\}", r"<\1>", spec.data.replace("{prefix}", surface.prefix))
+        message = f"`{spec.message}`" + (f": {spec.doc}" if spec.doc else "")
+        rows.append(f"| `{name}` | {spec.method} | {params} | `{subject}` | {message} |")
+    return rows
+
+
+def _param(arg: ArgSpec, spec: SubscriptionSpec) -> str:
+    merged = " (merged across leases)" if arg.name in spec.merge else ""
+    return f"{arg.name} ({_default(arg.default)}){merged}"
+
+
+def refresh_readme(path: Path, surface: Surface) -> bool:
+    """Rewrite the table of kinds between the README's markers; False when it has none."""
+    text = path.read_text()
+    start, end = text.find(KINDS_BEGIN), text.find(KINDS_END)
+    if start < 0 or end < start:
+        return False
+    table = "\n".join([KINDS_BEGIN, *kinds_table(surface), KINDS_END])
+    path.write_text(text[:start] + table + text[end + len(KINDS_END):])
+    return True

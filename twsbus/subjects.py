@@ -129,7 +129,7 @@ class QuerySpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=Tr
 
 class SubscriptionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, dict=True):
     """A subscription kind as ``subjects.yaml`` declares it; its behaviour (how TWS's callbacks
-    become messages) is a ``Kind`` class (``service/kinds.py`` lists them)."""
+    become messages) is the ``Kind`` subclass of that name, which registers itself."""
 
     kind: str
     method: str
@@ -154,6 +154,8 @@ class SubscriptionSpec(msgspec.Struct, frozen=True, forbid_unknown_fields=True, 
     depth: int = 0
     tbt: int = 0
     scanner: int = 0
+    #: What its data messages carry, in a few words (the README's table of kinds).
+    doc: str = ""
 
     @property
     def needs_contract(self) -> bool:

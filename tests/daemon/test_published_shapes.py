@@ -40,6 +40,7 @@ async def test_every_published_message_matches_its_struct(stack: Stack, nc: Clie
         "positions": {"account": account},
         "scanner": {"scanCode": "MOST_ACTIVE", "numberOfRows": 5, "abovePrice": 1},
     }
+    assert set(bodies) == set(surface().subscriptions), "a kind without a body here goes unproven"
     extra_tbt = [{"contract": AAPL, "tickType": t} for t in ("BidAsk", "MidPoint")]
     seen: dict[str, list[bytes]] = defaultdict(list)
 

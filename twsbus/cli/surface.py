@@ -73,16 +73,23 @@ def nats_config(
 def schema(
     out: Annotated[str, typer.Option(
         "--out", help="the directory to write into")] = "docs",
+    readme_path: Annotated[str, typer.Option(
+        "--readme", help="a README whose table of subscription kinds to rewrite (between its "
+        "kinds:begin/kinds:end markers), when it exists")] = "README.md",
     prefix: PrefixOpt = None,
 ) -> None:
     """Write the surface's description: asyncapi.yaml (AsyncAPI 3: every channel of
     subjects.yaml, every message a JSON Schema), schemas/<Type>.json and MESSAGES.md (the
-    message reference)."""
+    message reference); and the README's table of subscription kinds."""
     from pathlib import Path
 
     from twsbus.asyncapi import write
+    from twsbus.reference import refresh_readme
     from twsbus.subjects import surface
 
+    readme = Path(readme_path)
     written = write(Path(out), surface(prefix))
     typer.echo(f"wrote {len(written)} files into {out}/ (asyncapi.yaml, MESSAGES.md, "
                f"schemas/)")
+    if readme.is_file() and refresh_readme(readme, surface(prefix)):
+        typer.echo(f"rewrote the table of subscription kinds in {readme}")
