@@ -28,9 +28,9 @@ def test_query_method_parameters_match_the_op_arguments(op: str) -> None:
     spec = surface().queries[op]
     params = dict(inspect.signature(getattr(Client, op)).parameters)
     params.pop("self")
-    if op == "positions":  # awaited it is the query; iterated, the subscription (account)
-        assert not spec.args
-        assert set(params) == {"account", "ttl", "queue_size", "timeout"}
+    if op in surface().subscriptions:  # awaited it is the query; iterated, the subscription
+        assert {a.name for a in spec.args} <= set(params)
+        assert set(params) == {*KIND_PARAMS[op], "ttl", "queue_size", "timeout"}
         return
     assert params.pop("timeout").kind is inspect.Parameter.KEYWORD_ONLY
     assert set(params) == {a.name for a in spec.args}, op
@@ -48,6 +48,7 @@ def test_every_subscription_kind_has_a_client_method() -> None:
     assert kinds == set(KIND_PARAMS)
     for kind in kinds:
         method = getattr(Client, kind)
+        assert not inspect.iscoroutinefunction(method), f"Client.{kind} is a query, not the kind"
         params = set(inspect.signature(method).parameters) - {"self", "contract", "timeout"}
         assert params - _SUBSCRIPTION_EXTRAS == set(KIND_PARAMS[kind]), kind
 

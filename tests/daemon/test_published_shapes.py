@@ -38,6 +38,7 @@ async def test_every_published_message_matches_its_struct(stack: Stack, nc: Clie
         "pnl_single": {"contract": AAPL, "account": account},
         "account": {"account": account},
         "positions": {"account": account},
+        "positions_multi": {"account": account},
         "scanner": {"scanCode": "MOST_ACTIVE", "numberOfRows": 5, "abovePrice": 1},
     }
     assert set(bodies) == set(surface().subscriptions), "a kind without a body here goes unproven"

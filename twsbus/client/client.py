@@ -273,10 +273,23 @@ class Client(QueryMethods):
         sub.query_timeout = timeout
         return sub
 
+    def positions_multi(self, account: str = "", modelCode: str | None = None, *,
+                        ttl: float | None = None, queue_size: int | None = None,
+                        timeout: float | None = None) -> PositionsSubscription:
+        """Both the ``positions_multi`` query and subscription (reqPositionsMulti): ``await``
+        answers once, ``async for p in bus.positions_multi(account)`` streams
+        ``tws.positions_multi.<account>`` (of ``modelCode``'s model, if given)."""
+        sub: PositionsSubscription = self._make(PositionsSubscription, "positions_multi", None,
+                                                {"account": account, "modelCode": modelCode},
+                                                ttl, queue_size)
+        sub.query_timeout = timeout
+        return sub
+
 
 class PositionsSubscription(Subscription):
-    """``bus.positions(...)``: iterate (or ``async with``) to subscribe to
-    ``tws.positions.<account>``; ``await`` it for the one-shot reqPositions query."""
+    """``bus.positions(...)`` or ``bus.positions_multi(...)``, a kind named like a query op:
+    iterate (or ``async with``) to subscribe; ``await`` it for the one-shot query, given the
+    parameters that are the op's arguments (rows of ``account`` only, if given)."""
 
     query_timeout: float | None = None
 
@@ -284,8 +297,11 @@ class PositionsSubscription(Subscription):
         return self._query().__await__()
 
     async def _query(self) -> list[dict[str, Any]]:
-        rows: list[dict[str, Any]] = await self._link.request(
-            "positions", **({"timeout": self.query_timeout} if self.query_timeout else {}))
+        spec = self._link.surface.queries[self.kind]
+        args = {a.name: self.params[a.name] for a in spec.args if a.name in self.params}
+        if self.query_timeout:
+            args["timeout"] = self.query_timeout
+        rows: list[dict[str, Any]] = await self._link.request(self.kind, **args)
         account = self.params.get("account")
         return [r for r in rows if not account or r.get("account") == account]
 

@@ -4,8 +4,9 @@ Each method takes IB's parameter names; required ones are positional, optional o
 and ``None`` by default, and ``None`` is never sent, so the daemon applies the defaults written in
 subjects.yaml. Replies are IB's objects as JSON (dicts, or lists of dicts for list queries).
 ``tests/client/test_queries.py`` fails when an op of subjects.yaml has no method here or when a
-method's parameters stop matching the op's arguments. ``positions`` is defined on the Client: it
-is both this query (awaited) and the positions subscription (iterated).
+method's parameters stop matching the op's arguments. ``positions`` and ``positions_multi`` are
+defined on the Client: each is both the query (awaited) and the subscription kind of that name
+(iterated).
 """
 
 from __future__ import annotations
@@ -151,11 +152,6 @@ class QueryMethods:
                                timeout: float | None = None) -> Rows:
         """reqHistoricalTicks (``cache`` as for ``historical_data``)."""
         return await self.request("historical_ticks", **_args(locals()))
-
-    async def positions_multi(self, *, account: str | None = None, modelCode: str | None = None,
-                              timeout: float | None = None) -> Rows:
-        """reqPositionsMulti."""
-        return await self.request("positions_multi", **_args(locals()))
 
     async def account_summary(self, *, groupName: str | None = None, tags: str | None = None,
                               timeout: float | None = None) -> Rows:

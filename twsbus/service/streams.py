@@ -397,3 +397,23 @@ class Positions(Kind):
         positions = stream.image.setdefault("positions", {})
         positions[str(d["contract"].get("conId"))] = d
         _publish(stream, {"type": "position", **d}, self.publisher)
+
+
+class PositionsMulti(Kind):
+    """reqPositionsMulti: the account's (and model's) positions as ``position`` messages, the
+    positions kind's: the model is the stream's, so the rows need not repeat it."""
+
+    name = "positions_multi"
+    ready_on = "positionMultiEnd"
+
+    def request(self, stream: Stream) -> dict[str, Any]:
+        return {"account": stream.params["account"], "modelCode": stream.params["modelCode"]}
+
+    def on_event(self, stream: Stream, event: Event) -> None:
+        if event.name != "positionMulti":
+            return
+        d = event.data
+        row = {"account": d["account"], "contract": d["contract"], "position": d["pos"],
+               "avgCost": d["avgCost"]}
+        stream.image.setdefault("positions", {})[str(d["contract"].get("conId"))] = row
+        _publish(stream, {"type": "position", **row}, self.publisher)
