@@ -56,8 +56,7 @@ from twsbus.service.router import Router
 from twsbus.subjects import Surface, surface
 from twsbus.tws.callbacks import Event
 from twsbus.tws.codes import is_connection_level
-from twsbus.tws.session import TwsSession, wire_of
-from twsbus.tws.session import TwsState as SessionState
+from twsbus.tws.session import TwsSession, TwsState, wire_of
 
 log = logging.getLogger("twsbus")
 
@@ -178,7 +177,7 @@ class Daemon:
                           self.config.metrics_port, exc.strerror or exc)
 
     def _ready(self) -> bool:
-        return self.link.connected and self.session.state is SessionState.READY
+        return self.link.connected and self.session.state is TwsState.READY
 
     def _one_line(self) -> str:
         return (f"TWS {self.session.state.value}, NATS "
@@ -321,9 +320,9 @@ class Daemon:
 
     # ---- TWS and NATS events --------------------------------------------------------------
 
-    def _on_tws_state(self, state: SessionState) -> None:
+    def _on_tws_state(self, state: TwsState) -> None:
         log.info("TWS state: %s", state.value)
-        if state is SessionState.READY:
+        if state is TwsState.READY:
             self.leases.tws_ready()
             self.desk.tws_ready()
         else:
