@@ -11,7 +11,7 @@ import sys
 from typing import Any
 
 import pytest
-from clientstack import LINGER, ClientStack, eventually
+from clientstack import ClientStack, eventually
 
 from twsbus import Image, StreamStatus, Tick
 from twsbus.client.view import Board, LiveTable, parse_params
@@ -43,7 +43,6 @@ async def test_twsbus_sub_prints_json_lines_and_releases_its_lease(stack: Client
     assert proc.returncode == 0, err
     assert "Traceback" not in err
     assert stack.leases_on(subject) in (0, None)  # released on the way out
-    await asyncio.sleep(LINGER)
     await eventually(lambda: str(IBM_ID) not in stack.sim_subscriptions("mkt_data"))
 
 

@@ -31,6 +31,7 @@ from nats.aio.msg import Msg
 from nats.errors import NoRespondersError
 from nats.errors import TimeoutError as NatsTimeout
 from natsreq import ask
+from waiting import eventually, poll, wait_until
 
 from twsbus import Client, Image, SubState, Tick
 from twsbus.orders.journal import names
@@ -45,20 +46,18 @@ HANG_WAIT = 120.0  # a hung member is found by the daemon's watchdog: 3 x (5 s +
 
 def daemon_member(cluster: NatsCluster, timeout: float = WAIT) -> NatsServer:
     """The member the daemon's connection (named ``twsbus-<epoch>``) is on."""
-    deadline = time.monotonic() + timeout
-    while (member := cluster.serving("twsbus-")) is None:
-        assert time.monotonic() < deadline, "the daemon holds no connection on any member"
-        time.sleep(0.1)
+    member: NatsServer = poll(lambda: cluster.serving("twsbus-"), timeout,
+                              "the daemon to hold a connection on a member", 0.1)
     return member
 
 
 async def daemon_moved(cluster: NatsCluster, away_from: NatsServer) -> NatsServer:
-    async with asyncio.timeout(WAIT):
-        while True:
-            member = await asyncio.to_thread(cluster.serving, "twsbus-")
-            if member is not None and member is not away_from:
-                return member
-            await asyncio.sleep(0.1)
+    def moved() -> NatsServer | None:
+        member = cluster.serving("twsbus-")
+        return member if member is not None and member is not away_from else None
+
+    member: NatsServer = await eventually(moved, WAIT, "the daemon on another member")
+    return member
 
 
 @dataclass
@@ -80,16 +79,18 @@ async def first_answer(nc: NATS, op: str, since: float, wait: float = WAIT,
                        ) -> tuple[float, int]:
     """Ask ``tws.req.<op>`` until the daemon answers; (seconds from ``since``, tries)."""
     tries = 0
-    async with asyncio.timeout(wait):
-        while True:
-            tries += 1
-            try:
-                reply = await ask(nc, op, {}, timeout=1.0)
-            except (NoRespondersError, NatsTimeout):
-                await asyncio.sleep(0.01)  # the daemon's interest is not back in the cluster yet
-                continue
-            assert reply.code == 0, reply
-            return time.monotonic() - since, tries
+
+    async def answered() -> Any:
+        nonlocal tries
+        tries += 1
+        try:
+            return await ask(nc, op, {}, timeout=1.0)
+        except (NoRespondersError, NatsTimeout):
+            return None  # the daemon's interest is not back in the cluster yet
+
+    reply = await eventually(answered, wait, f"an answer to {op}", 0.01)
+    assert reply.code == 0, reply
+    return time.monotonic() - since, tries
 
 
 async def first_tick_after(sub: Any, wall_ns: int, since: float, seqs: list[int],
@@ -110,16 +111,17 @@ async def start_daemon(cluster: NatsCluster, sim: SimulatorThread, url: str) -> 
     ``status`` hands the comma-separated URL to nats-py as one server.)"""
     daemon = DaemonProcess(url, sim.port, env=DAEMON_ENV).start(wait=False)
     nc = await nats.connect(cluster.urls)
+
+    async def ready() -> bool:
+        assert daemon.proc is not None and daemon.proc.poll() is None, daemon.log()
+        try:
+            return bool((await ask(nc, "status", timeout=0.5)).data["tws"]["state"] == "ready")
+        except (NoRespondersError, NatsTimeout):
+            return False
+
     try:
-        async with asyncio.timeout(WAIT):
-            while True:
-                assert daemon.proc is not None and daemon.proc.poll() is None, daemon.log()
-                try:
-                    if (await ask(nc, "status", timeout=0.5)).data["tws"]["state"] == "ready":
-                        return daemon
-                except (NoRespondersError, NatsTimeout):
-                    pass
-                await asyncio.sleep(0.1)
+        await eventually(ready, WAIT, "the daemon ready")
+        return daemon
     finally:
         await nc.close()
 
@@ -162,10 +164,12 @@ async def _failover(cluster: NatsCluster, sim: SimulatorThread, daemon_url: str)
                 assert sub.state is SubState.ACTIVE
                 # Renewals go through the new member and are accepted (an `unknown` would
                 # have made the keeper re-subscribe, counted above).
-                await _until(lambda: bus._keeper.renewals >= renewed + 3, "3 more renewals")
+                await wait_until(lambda: bus._keeper.renewals >= renewed + 3, WAIT,
+                                 "3 more renewals")
                 assert sub.resubscribes == 0, sub.stats()
                 # tws.status keeps coming to a listener on the third member.
-                await _until(lambda: listener.after(t0 + request_s) >= 2, "tws.status again")
+                await wait_until(lambda: listener.after(t0 + request_s) >= 2, WAIT,
+                                 "tws.status again")
                 # A new lease is granted to a client on the third member.
                 async with Client(req_nc, renew_every=1.0) as bus2, bus2.ticks(IBM) as sub2:
                     assert isinstance(await asyncio.wait_for(sub2.next(), WAIT), Image)
@@ -195,20 +199,16 @@ async def _answered(nc: NATS, op: str) -> tuple[Any, int]:
     """``ask`` until answered (a request may be lost while the cluster still routes to a hung
     member); the reply and the tries it took."""
     tries = 0
-    async with asyncio.timeout(HANG_WAIT):
-        while True:
-            tries += 1
-            try:
-                return await ask(nc, op, {}, timeout=1.0), tries
-            except (NoRespondersError, NatsTimeout):
-                await asyncio.sleep(0.05)
 
+    async def answered() -> Any:
+        nonlocal tries
+        tries += 1
+        try:
+            return await ask(nc, op, {}, timeout=1.0)
+        except (NoRespondersError, NatsTimeout):
+            return None
 
-async def _until(predicate: Any, what: str) -> None:
-    async with asyncio.timeout(WAIT):
-        while not predicate():
-            await asyncio.sleep(0.05)
-    assert predicate(), what
+    return await eventually(answered, HANG_WAIT, f"an answer to {op}", 0.05), tries
 
 
 async def test_killing_the_daemons_member_moves_it_and_every_subject_resumes(
@@ -233,26 +233,29 @@ async def stream_info(nc: NATS, name: str) -> Any:
     """Stream info once the stream has a leader that answers (after a member dies, JetStream
     elects a new one)."""
     js = nc.jetstream(timeout=2)
-    async with asyncio.timeout(WAIT):
-        while True:
-            try:
-                info = await js.stream_info(name)
-            except Exception:  # no leader yet: a timeout or a 503 from the API
-                await asyncio.sleep(0.1)
-                continue
-            if info.cluster is not None and info.cluster.leader:
-                return info
+
+    async def led() -> Any:
+        try:
+            info = await js.stream_info(name)
+        except Exception:  # no leader yet: a timeout or a 503 from the API
+            return None
+        return info if info.cluster is not None and info.cluster.leader else None
+
+    return await eventually(led, WAIT, f"stream {name} with a leader")
 
 
 async def order_events(nc: NATS, stream: str, client_order_id: str) -> list[dict[str, Any]]:
     """Every event of one order kept in the stream, read by an ordered consumer; tried again
     while JetStream elects leaders (consumer creation times out until it has)."""
-    async with asyncio.timeout(WAIT):
-        while True:
-            try:
-                return await _read_events(nc, stream, client_order_id)
-            except (NatsTimeout, nats.js.errors.APIError):
-                await asyncio.sleep(0.1)
+    async def read() -> Any:
+        try:
+            return (await _read_events(nc, stream, client_order_id),)  # truthy even if empty
+        except (NatsTimeout, nats.js.errors.APIError):
+            return None
+
+    read_back: tuple[list[dict[str, Any]]] = await eventually(
+        read, WAIT, f"the events of {client_order_id}")
+    return read_back[0]
 
 
 async def _read_events(nc: NATS, stream: str, client_order_id: str) -> list[dict[str, Any]]:
@@ -289,7 +292,10 @@ async def test_orders_run_replicated_and_the_journal_survives_a_dead_member(
         placed = await ask(nc, "place_order", place_body("cl-1"))
         assert placed.code == 0 and not placed.data.get("duplicate"), placed
         order_id = placed.data["orderId"]
-        await _until_async(lambda: _has_status(nc, stream, "cl-1", "Filled"), "a Filled event")
+        async def filled() -> bool:
+            return await _has_status(nc, stream, "cl-1", "Filled")
+
+        await eventually(filled, WAIT, "a Filled event")
         before = await order_events(nc, stream, "cl-1")
         stream_leader = (await stream_info(nc, stream)).cluster.leader
         journal_leader = (await stream_info(nc, f"KV_{bucket}")).cluster.leader
@@ -333,28 +339,24 @@ async def _has_status(nc: NATS, stream: str, client_order_id: str, status: str) 
     return any(e.get("status") == status for e in events)
 
 
-async def _until_async(predicate: Any, what: str) -> None:
-    async with asyncio.timeout(WAIT):
-        while not await predicate():
-            await asyncio.sleep(0.1)
-
-
 async def _place_until_answered(nc: NATS, client_order_id: str) -> tuple[Any, int]:
     """Place again until the daemon answers without an error: a retry with the same
     clientOrderId is what a strategy does, and it must never place a second order."""
     tries = 0
-    async with asyncio.timeout(WAIT):
-        while True:
-            tries += 1
-            try:
-                reply = await ask(nc, "place_order", place_body(client_order_id), timeout=5)
-            except (NoRespondersError, NatsTimeout):
-                await asyncio.sleep(0.1)
-                continue
-            if reply.code == 0:
-                return reply, tries
+
+    async def placed() -> Any:
+        nonlocal tries
+        tries += 1
+        try:
+            reply = await ask(nc, "place_order", place_body(client_order_id), timeout=5)
+        except (NoRespondersError, NatsTimeout):
+            return None
+        if reply.code != 0:
             print(f"place during the election: {reply!r}")
-            await asyncio.sleep(0.1)
+            return None
+        return reply
+
+    return await eventually(placed, WAIT, f"a place of {client_order_id} answered"), tries
 
 
 @pytest.mark.timeout(240)

@@ -9,7 +9,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,13 +17,15 @@ import nats
 import pytest
 from nats.aio.client import Client
 from natsreq import ask
-from waiting import wait_until
+from waiting import eventually, wait_until
 
 from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
 
 AAPL = {"conId": 265598}
 MSFT = {"conId": 272093}
 OPTIONS = [700_000_001 + i for i in range(60)] + [710_000_001 + i for i in range(60)]
+LINGER = 1.0
+SWEEP = 0.25  # how often the daemon looks for expired leases and ended lingers
 SUBSCRIBER = str(Path(__file__).parent.parent / "subscriber_proc.py")
 
 
@@ -49,7 +50,7 @@ class Env:
 def env() -> Iterator[Env]:
     with NatsServer() as ns, SimulatorThread(tick_interval=0.05) as sim:
         daemon = DaemonProcess(ns.url, sim.port, env={
-            "TWSBUS_LINGER": "1", "TWSBUS_LEASE_TTL": "2"}).start()
+            "TWSBUS_LINGER": str(LINGER), "TWSBUS_LEASE_TTL": "2"}).start()
         try:
             yield Env(ns, sim, daemon)
         finally:
@@ -79,6 +80,34 @@ def start_subscriber(env: Env, contract: dict[str, Any], ttl: float = 2.0) -> su
     return proc
 
 
+class Listener:
+    """Every message on one data subject, as a subscriber sees them."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    async def on_msg(self, msg: Any) -> None:
+        self.messages.append(json.loads(msg.data))
+
+    def after(self, seq: int) -> list[dict[str, Any]]:
+        return [m for m in self.messages if m["seq"] > seq]
+
+    def status(self, state: str) -> dict[str, Any] | None:
+        return next((m for m in self.messages
+                     if m["type"] == "status" and m["state"] == state), None)
+
+
+async def listen(nc: Client, subject: str) -> Listener:
+    listener = Listener()
+    await nc.subscribe(subject, cb=listener.on_msg)
+    await nc.flush()
+    return listener
+
+
+def _sent_to_clients(sim: Any) -> int:
+    return sum(session.sent for session in sim.sessions)
+
+
 async def test_five_processes_on_one_conid_cause_exactly_one_reqmktdata(env: Env) -> None:
     procs = [start_subscriber(env, AAPL) for _ in range(5)]
     try:
@@ -96,47 +125,62 @@ async def test_five_processes_on_one_conid_cause_exactly_one_reqmktdata(env: Env
             proc.wait()
 
 
-async def test_sigkill_of_a_subscriber_frees_its_line_within_ttl_plus_linger(env: Env) -> None:
+async def test_sigkill_of_a_subscriber_frees_its_line_within_ttl_plus_linger(
+        env: Env, nc: Client) -> None:
+    closed = await listen(nc, "tws.ticks.272093")
     proc = start_subscriber(env, MSFT, ttl=1.0)
     assert env.sim_subs() == {"272093": 1}
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    killed = time.monotonic()
-    await wait_until(lambda: env.sim_subs() == {}, 6, "the line to be freed")
-    freed_after = time.monotonic() - killed
-    assert freed_after <= 1.0 + 1.0 + 1.5  # ttl + linger + sweep and pacing slack
+    # Nobody releases the lease: it expires unrenewed, the stream lingers, then TWS is told.
+    status = await wait_until(lambda: closed.status("closed"), 10, "the stream's closed status")
+    assert status["reason"] == "no subscribers"
+    await wait_until(lambda: env.sim_subs() == {}, 5, "the line to be freed")
     assert env.status()["lines"]["used"] == 0
     assert env.requests("CANCEL_MKT_DATA") == 1
 
 
 async def test_last_release_cancels_upstream_only_after_the_linger(env: Env, nc: Client) -> None:
+    """The process-level half: the stream outlives its last lease by the linger on the daemon's
+    own clock (the stamps it puts on the subject), then is cancelled in TWS unasked. The exact
+    deadline is proved with a fake clock in tests/service/test_leases_inprocess.py."""
+    seen = await listen(nc, "tws.ticks.265598")
     code, sub = await subscribe(nc, "ticks", {"contract": AAPL})
     assert code == 0
+    await wait_until(lambda: seen.after(sub["seq"]), 5, "data on the subject")
+    last_before = seen.messages[-1]  # stamped before the daemon got the release
     released = json.loads((await nc.request("tws.unsub", json.dumps(
         {"leases": [sub["lease"]]}).encode())).data)
     assert released["released"] == [sub["lease"]]
-    t0 = time.monotonic()
-    await asyncio.sleep(0.5)
-    assert env.sim_subs() == {"265598": 1}, "cancelled before the linger ended"
-    await wait_until(lambda: env.sim_subs() == {}, 3, "the cancel after the linger")
-    assert time.monotonic() - t0 >= 0.9
+    closed = await wait_until(lambda: seen.status("closed"), 5, "the closed status")
+    assert closed["reason"] == "no subscribers"
+    assert closed["ts"] - last_before["ts"] >= LINGER * 1e9, "closed before the linger ended"
+    await wait_until(lambda: env.sim_subs() == {}, 5, "the cancel to reach TWS")
     assert env.requests("CANCEL_MKT_DATA") == 1
 
 
 async def test_subscribe_during_the_linger_reuses_the_live_upstream(env: Env, nc: Client) -> None:
+    seen = await listen(nc, "tws.ticks.265598")
     _, first = await subscribe(nc, "ticks", {"contract": AAPL})
     await nc.request("tws.unsub", json.dumps({"leases": [first["lease"]]}).encode())
-    await asyncio.sleep(0.3)
     code, second = await subscribe(nc, "ticks", {"contract": AAPL})
     assert code == 0 and second["lease"] != first["lease"]
-    await asyncio.sleep(1.5)
+    assert second["seq"] >= first["seq"] and second["epoch"] == first["epoch"]  # same stream
+    # Data the daemon received well past the end of the first lease's linger (its own clock)
+    # proves the stream was not cancelled when that linger would have ended.
+    start = await wait_until(lambda: seen.after(second["seq"]), 5, "data after re-subscribing")
+    past = start[0]["ts"] + (LINGER + 2 * SWEEP) * 1e9
+    await wait_until(lambda: any(m["ts"] > past for m in seen.after(second["seq"])), 10,
+                     "data stamped past the first linger")
+    assert seen.status("closed") is None
     assert env.requests("REQ_MKT_DATA") == 1 and env.requests("CANCEL_MKT_DATA") == 0
     assert env.sim_subs() == {"265598": 1}
 
 
 async def test_late_joiner_gets_the_image_before_any_update(env: Env, nc: Client) -> None:
+    early = await listen(nc, "tws.ticks.265598")
     _, first = await subscribe(nc, "ticks", {"contract": AAPL})
-    await asyncio.sleep(0.5)  # updates flow
+    await wait_until(lambda: len(early.after(first["seq"])) >= 3, 5, "updates to flow")
     late = await nats.connect(env.ns.url)
     updates: list[dict[str, Any]] = []
 
@@ -151,9 +195,9 @@ async def test_late_joiner_gets_the_image_before_any_update(env: Env, nc: Client
     assert {"bid", "ask", "last", "bidSize", "askSize", "volume"} <= set(image)
     assert joined["seq"] >= 1 and joined["epoch"] == first["epoch"]
     assert joined["subject"] == "tws.ticks.265598"
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: sum(u["seq"] > joined["seq"] for u in updates) >= 5, 5,
+                     "updates after the image")
     newer = [u for u in updates if u["seq"] > joined["seq"]]
-    assert newer, "no updates after the image"
     seqs = [u["seq"] for u in newer]
     assert seqs == list(range(joined["seq"] + 1, joined["seq"] + 1 + len(seqs)))  # no gaps
     # the image matches the simulator's book as of its seq: bid/ask on the tick grid
@@ -227,12 +271,13 @@ async def test_renew_reports_unknown_leases(nc: Client) -> None:
 
 
 async def test_generic_tick_list_is_merged_across_leases(env: Env, nc: Client) -> None:
+    seen = await listen(nc, "tws.ticks.265598")
     await subscribe(nc, "ticks", {"contract": AAPL})
     code, second = await subscribe(nc, "ticks", {"contract": AAPL, "genericTickList": "233"})
     assert code == 0
     await wait_until(lambda: env.requests("REQ_MKT_DATA") == 2, 3, "the re-request")
     assert env.requests("CANCEL_MKT_DATA") == 1 and env.sim_subs() == {"265598": 1}
-    await asyncio.sleep(0.5)
+    await wait_until(lambda: any("rtVolume" in m for m in seen.messages), 5, "an RT volume tick")
     snap = await ask(nc, "snapshot", {"subject": "tws.ticks.265598"})
     assert "rtVolume" in snap.data["image"]
 
@@ -246,7 +291,7 @@ async def test_tws_drop_publishes_stale_then_ticks_resume_on_the_same_subject(
 
     await nc.subscribe("tws.ticks.265598", cb=on_msg)
     _, sub = await subscribe(nc, "ticks", {"contract": AAPL, "ttl": 30})
-    await asyncio.sleep(0.3)
+    await wait_until(lambda: any(m["type"] == "ticks" for m in messages), 5, "ticks")
     env.sim.control.post("/drop")
     await wait_until(lambda: any(m["type"] == "status" and m["state"] == "stale"
                                  for m in messages), 5, "stale")
@@ -378,18 +423,16 @@ async def test_a_nats_outage_never_blocks_the_tws_reader_and_drops_are_counted()
             assert (await subscribe(nc, "ticks", {"contract": AAPL}))[0] == 0
             await nc.close()
             ns.stop()
-            await asyncio.sleep(3)  # ticks keep coming from TWS with nowhere to go
+            # Enough TWS traffic with nowhere to go to overflow the daemon's 20 kB NATS buffer.
+            sent = sim.call(_sent_to_clients)
+            await eventually(lambda: sim.call(_sent_to_clients) > sent + 1000, 30,
+                             "TWS traffic during the NATS outage")
             state = sim.control.state()
             assert len(state["clients"]) == 1 and state["connections"] == 1  # link never dropped
             ns.start()
-            deadline = time.monotonic() + 15
-            status = None
-            while time.monotonic() < deadline:
-                status = daemon.status()
-                if status and status["dropped"]["publish_failed"] > 0:
-                    break
-                await asyncio.sleep(0.2)
-            assert status and status["dropped"]["publish_failed"] > 0, status
+            status = await eventually(lambda: (s := daemon.status()) and
+                                      s["dropped"]["publish_failed"] > 0 and s, 15,
+                                      "publishes that failed during the outage")
             assert status["tws"]["state"] == "ready"
         finally:
             daemon.stop()

@@ -695,31 +695,62 @@ async def test_global_cancel_cancels_every_open_order(nc: Client, stack: Stack) 
     placed = [await place_resting(nc, price=90.0 + i) for i in range(3)]
     ids = [p["orderId"] for p in placed]
     assert all(sim_order_status(stack, i) == "Submitted" for i in ids)
+    cancelled: set[int] = set()
+
+    async def on_event(msg: Any) -> None:
+        import json
+
+        event = json.loads(msg.data)
+        if event.get("type") == "status" and event.get("status") == "Cancelled":
+            cancelled.add(event["orderId"])
+
+    events = await nc.subscribe("tws.orders.*.*.*", cb=on_event)
+    await nc.flush()
     assert await ok(nc, "global_cancel") == {"ok": True}
     await wait_until(lambda: all(sim_order_status(stack, i) == "Cancelled" for i in ids))
     assert stack.sim.call(lambda s: s.orders.live_orders()) == []
-    await asyncio.sleep(0.2)  # let the cancellations' own pushes reach the daemon first
+    # the cancellations' own pushes reach the daemon first: its order book has them all
+    await wait_until(lambda: cancelled.issuperset(ids), 10, "every Cancelled order event")
     data = await ok(nc, "open_orders")
     assert data == []
     completed = {o["order"]["permId"]: o["orderState"]["status"]
                  for o in await ok(nc, "completed_orders")}
     assert all(completed[p["permId"]] == "Cancelled" for p in placed)
+    await events.unsubscribe()
 
 
 async def test_open_orders_lists_no_order_cancelled_while_the_query_waits(
         nc: Client, stack: Stack) -> None:
+    """TWS holds the answer (the fault leaves reqOpenOrders unanswered) while the order is
+    cancelled; the cancellation's pushes reach the daemon's waiting query, then TWS answers."""
     placed = await place_resting(nc, price=95.0)
-    stack.sim.control.post("/faults", delay={"REQ_OPEN_ORDERS": 0.6})
+    before = sim_requests(stack, "REQ_OPEN_ORDERS")
+    stack.sim.control.post("/faults", ignore=["REQ_OPEN_ORDERS"])
     try:
         pending = asyncio.ensure_future(ask(nc, "open_orders"))
-        await asyncio.sleep(0.2)  # the daemon is now waiting for openOrderEnd
+        await wait_until(lambda: sim_requests(stack, "REQ_OPEN_ORDERS") == before + 1, 5,
+                         "the daemon waiting for openOrderEnd")
         assert await ok(nc, "global_cancel") == {"ok": True}
+        await wait_until(lambda: sim_order_status(stack, placed["orderId"]) == "Cancelled")
+        assert not pending.done()
+        stack.sim.call(answer_open_orders)  # what TWS sends now, after its pushes
         reply = await pending
     finally:
-        stack.sim.control.post("/faults", delay={})
+        stack.sim.control.post("/faults", ignore=[])
     assert reply.code == 0, reply
-    assert sim_order_status(stack, placed["orderId"]) == "Cancelled"
     assert reply.data == [], [(o["orderId"], o.get("status")) for o in reply.data]
+
+
+def sim_requests(stack: Stack, name: str) -> int:
+    return int(stack.sim.control.state()["requests"].get(name, 0))
+
+
+def answer_open_orders(sim: Any) -> None:
+    """The simulator answers the daemon's held reqOpenOrders (the daemon is its only client)."""
+    from twsbus.sim import h_orders
+
+    (session,) = sim.sessions
+    h_orders.open_orders(session, None)
 
 
 async def test_open_orders_items_name_their_order_and_status(nc: Client) -> None:

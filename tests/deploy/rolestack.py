@@ -16,6 +16,7 @@ from typing import Any
 
 from nats.aio.client import Client as NATS
 from nats.aio.subscription import Subscription
+from waiting import wait_until
 
 from twsbus.deploy import Role
 from twsbus.subjects import OpClass
@@ -63,26 +64,26 @@ class Login:
         """"answered" or "denied" (the server refused to deliver the request)."""
         mark = len(self.errors)
         task = asyncio.ensure_future(self.nc.request(subject, body, timeout=timeout))
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout + 1
-        while loop.time() < deadline:
-            if task.done():
-                if task.exception() is not None:  # a timeout, no responders: neither
-                    return f"failed: {task.exception()!r}"
-                return "answered"
-            if self.denied("Publish", subject, mark):
+        try:
+            await wait_until(lambda: task.done() or self.denied("Publish", subject, mark),
+                             timeout + 1, f"{subject}: answered or denied")
+        finally:
+            if not task.done():
                 task.cancel()
-                return "denied"
-            await asyncio.sleep(0.01)
-        task.cancel()
-        raise AssertionError(f"{subject}: neither answered nor denied")
+        if self.denied("Publish", subject, mark):
+            return "denied"
+        if task.exception() is not None:  # a timeout, no responders: neither
+            return f"failed: {task.exception()!r}"
+        return "answered"
 
     async def subscribe(self, subject: str, cb: Any = None) -> Subscription | None:
         """The subscription, or None when the server refused it."""
         mark = len(self.errors)
         sub = await self.nc.subscribe(subject, cb=cb)
         await self.nc.flush()
-        await asyncio.sleep(0.1)  # the -ERR follows the PONG closely
+        # nats-server may write a refusal's -ERR just after the PONG of the PING that followed
+        # the SUB in the same read; a second PING, sent only once that PONG is in, is read
+        # later, so its PONG comes after any -ERR about the SUB.
         await self.nc.flush()
         if self.denied("Subscription", subject, mark):
             await sub.unsubscribe()

@@ -11,7 +11,6 @@ it looks: once refused, nothing is left in flight that could still arrive.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
 from typing import Any
@@ -20,7 +19,7 @@ import nats
 import pytest
 from nats.aio.msg import Msg
 from rolestack import Login, Stack, refused_replies
-from waiting import wait_until
+from waiting import eventually, wait_until
 
 from twsbus import Client, limit_order, stock
 from twsbus.deploy import CLIENT_ROLES, Role, inbox_prefix
@@ -62,11 +61,10 @@ def targets(n: int) -> list[str]:
 
 
 async def until_refused(me: Login, count: int, timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while (got := await refused_replies(me)) < count:
-        assert loop.time() < deadline, f"the daemon refused {got} of {count}"
-        await asyncio.sleep(0.02)
+    async def refused() -> bool:
+        return await refused_replies(me) >= count
+
+    await eventually(refused, timeout, f"the daemon to refuse {count} replies", 0.02)
 
 
 @pytest.mark.parametrize("role", CLIENT_ROLES)
