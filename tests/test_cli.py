@@ -228,6 +228,24 @@ def test_status_summary_names_link_lines_pacing_and_orders(stack: str) -> None:
     assert code == 0 and json.loads(raw)["tws"]["state"] == "ready"
 
 
+def test_status_summary_shows_a_lingering_stream_and_when_it_ends() -> None:
+    import msgspec
+
+    from twsbus.cli.status import summary
+    from twsbus.messages import Budget, Pacing, Status, SubscriptionInfo, TwsLink
+
+    status = Status(epoch="e", tws=TwsLink(state="ready"), lines=Budget(used=1, max=100),
+                    depth=Budget(used=0, max=3), pacing=Pacing(queued=0, rate=45.0),
+                    subscriptions=[SubscriptionInfo("ticks", "tws.ticks.265598", 0, "ok",
+                                                    lingering=4.25),
+                                   SubscriptionInfo("ticks", "tws.ticks.272093", 2, "ok")])
+    lines = summary(msgspec.to_builtins(status)) or []
+    (lingering,) = [line for line in lines if "tws.ticks.265598" in line]
+    (held,) = [line for line in lines if "tws.ticks.272093" in line]
+    assert "0 leases" in lingering and "lingering 4.25s" in lingering
+    assert "2 leases" in held and "lingering" not in held
+
+
 def test_order_replies_are_one_line_per_order(stack: str) -> None:
     order = {"contract": {"conId": 265598, "exchange": "SMART"}, "clientOrderId": "cli-brief-1",
              "order": {"action": "BUY", "orderType": "LMT", "totalQuantity": 7,

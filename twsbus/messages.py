@@ -133,6 +133,8 @@ class SubscriptionInfo(msgspec.Struct, omit_defaults=True):
     leases: int
     state: str
     conId: int | None = None
+    #: With no lease left: seconds until its TWS request is cancelled (a new lease keeps it).
+    lingering: float | None = None
 
 
 class Status(msgspec.Struct):

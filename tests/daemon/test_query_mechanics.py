@@ -94,7 +94,7 @@ async def test_timeout_answers_408_and_cancels_upstream(nc: Client, stack: Stack
     # is the body's 0.5 s deadline at work.
     reply = await ask(nc, "historical_data", {"contract": AAPL, "timeout": 0.5}, timeout=5)
     assert reply.code == 408, reply
-    assert "TWS did not answer in time" in reply.error["message"], reply.error
+    assert "TWS did not answer within 0.5s" in reply.error["message"], reply.error
     await eventually(lambda: _requests(stack, "CANCEL_HISTORICAL_DATA") == before + 1,
                      what="the cancel to reach TWS")
 

@@ -50,13 +50,18 @@ async def test_one_upstream_request_per_key_however_many_leases() -> None:
 async def test_the_last_release_cancels_upstream_only_after_the_linger() -> None:
     rig = Rig()
     grant = await rig.subscribe(AAPL)
+    (stream,) = rig.leases.streams.values()
     req_id, _ = rig.upstream.last("reqMktData")
+    assert rig.leases.lingering_for(stream) is None
     assert rig.leases.release([grant.lease]) == ([grant.lease], [])
+    assert rig.leases.lingering_for(stream) == 5.0  # status shows it
     rig.clock.advance(4.9)
     rig.leases.sweep()
     assert "cancelMktData" not in rig.upstream.methods()
+    assert rig.leases.lingering_for(stream) == pytest.approx(0.1)
     again = await rig.subscribe(AAPL)  # a quick re-subscribe reuses the lingering stream
     assert rig.upstream.methods() == ["reqMktData"]
+    assert rig.leases.lingering_for(stream) is None
     rig.leases.release([again.lease])
     rig.clock.advance(5.1)
     rig.leases.sweep()

@@ -100,7 +100,8 @@ def summary(body: dict[str, Any]) -> list[str] | None:
                   f"{st.scanner.max}  {len(st.subscriptions)} streams, "
                   f"{sum(s.leases for s in st.subscriptions)} leases"),
     ]
-    rows += [("", f"  {s.subject}  {s.kind}  {s.leases} leases  {s.state}")
+    rows += [("", f"  {s.subject}  {s.kind}  {s.leases} leases  {s.state}"
+                  + (f"  lingering {s.lingering:g}s" if s.lingering is not None else ""))
              for s in st.subscriptions[:20]]
     if len(st.subscriptions) > 20:
         rows.append(("", f"  ... and {len(st.subscriptions) - 20} more (--json lists all)"))

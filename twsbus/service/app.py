@@ -393,7 +393,8 @@ class Daemon:
             scanner=Budget(used=self.leases.used("scanner"), max=self.config.max_scanner),
             subscriptions=[
                 SubscriptionInfo(kind=st.kind.name, subject=st.subject, leases=len(st.leases),
-                                 state=st.health.value, conId=st.con_id)
+                                 state=st.health.value, conId=st.con_id,
+                                 lingering=self.leases.lingering_for(st))
                 for st in self.leases.streams.values()],
             pacing=Pacing(queued=sent.current, rate=s.config.pacing_rate, peak=sent.peak,
                           sent=sent.sent, withdrawn=sent.withdrawn),

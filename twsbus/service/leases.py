@@ -151,6 +151,13 @@ class LeaseRegistry:
     def used(self, attr: str) -> int:  # of one budget: lines, depth, tbt, scanner
         return sum(getattr(s.kind, attr) for s in self.streams.values())
 
+    def lingering_for(self, stream: Stream) -> float | None:
+        """Seconds until a stream with no lease left is cancelled upstream (None: it has
+        leases, or is not live)."""
+        if stream.state is not StreamState.LINGERING:
+            return None
+        return round(max(0.0, stream.linger_until - self.clock()), 3)
+
     def _evict_lingering(self, attr: str) -> bool:
         """Free a budget unit held only by a lingering stream, oldest linger first."""
         lingering = sorted((s for s in self.streams.values()

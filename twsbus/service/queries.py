@@ -294,7 +294,7 @@ class QueryExecutor:
         if self.pacer is not None and spec.op in HISTORICAL_OPS:
             return await self._paced(spec, args, timeout, deadline, meta)
         if spec.keyed or spec.match is not None:
-            return await self._exchange(spec, args, deadline)
+            return await self._exchange(spec, args, deadline, timeout)
         # Without a request id, two in flight could not be told apart: one at a time per op,
         # the wait in line counting against the caller's one timeout.
         lock = self._serial.setdefault(spec.op, asyncio.Lock())
@@ -306,7 +306,7 @@ class QueryExecutor:
                           f"{timeout:g}s (TWS gives them no id, so they go one at a time)"
                           ) from None
         try:
-            return await self._exchange(spec, args, deadline)
+            return await self._exchange(spec, args, deadline, timeout)
         finally:
             lock.release()
 
@@ -317,11 +317,12 @@ class QueryExecutor:
         turn = await self.pacer.turn(spec.op, args, timeout)
         meta["Twsbus-Waited-Ms"] = str(round(turn.waited * 1000))  # coalesced callers too
         try:
-            return await self._exchange(spec, args, deadline)
+            return await self._exchange(spec, args, deadline, timeout)
         finally:
             self.pacer.release(turn)
 
-    async def _exchange(self, spec: QuerySpec, args: dict[str, Any], deadline: float) -> Any:
+    async def _exchange(self, spec: QuerySpec, args: dict[str, Any], deadline: float,
+                        timeout: float) -> Any:
         session = self.session
         key: int | None = None
         if spec.key is not None:
@@ -341,11 +342,11 @@ class QueryExecutor:
             except TimeoutError:
                 if session.withdraw(ticket):  # still waiting for pacing: TWS never saw it
                     self.withdrawn += 1
-                    raise Timeout(f"{spec.op}: not sent in time (still waiting in the paced "
-                                  "outbound queue to TWS: see pacing in tws.req.status)"
-                                  ) from None
+                    raise Timeout(f"{spec.op}: not sent within {timeout:g}s (still waiting in "
+                                  "the paced outbound queue to TWS: see pacing in "
+                                  "tws.req.status)") from None
                 self._cancel_upstream(spec.cancel, key, args)
-                raise Timeout(f"{spec.op}: TWS did not answer in time") from None
+                raise Timeout(f"{spec.op}: TWS did not answer within {timeout:g}s") from None
             if spec.then_cancel and not (spec.key is None and self.upstream_in_use(spec.method)):
                 self._cancel_upstream(spec.then_cancel, key, args)
             return result
