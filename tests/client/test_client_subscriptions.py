@@ -24,6 +24,7 @@ from twsbus import (
     Tick,
     stock,
 )
+from twsbus.subjects import surface
 
 AAPL_ID, MSFT_ID, IBM_ID, SPY_ID = 265598, 272093, 8314, 756733
 CONTROL_ID = 700_000_001  # an option no other test here streams
@@ -55,7 +56,9 @@ async def test_ticks_iterator_yields_image_then_updates_in_seq_order(bus: Client
     assert any(t.bid is not None or t.last is not None for t in ticks)
 
 
-@pytest.mark.parametrize(("method", "args", "subject", "update"), [
+#: The kind with its own tests above.
+_TESTED_APART = {"ticks"}
+_EVERY_KIND = [
     ("tbt", ("AAPL", "BidAsk"), f"tws.tbt.{AAPL_ID}.BidAsk", "tbt"),
     ("bars", (AAPL_ID,), f"tws.bars.{AAPL_ID}", "bar"),
     ("hist_bars", (stock("AAPL"), "1 min"), f"tws.hbars.{AAPL_ID}.1_min", "bar"),
@@ -64,7 +67,16 @@ async def test_ticks_iterator_yields_image_then_updates_in_seq_order(bus: Client
     ("pnl_single", ("AAPL",), "tws.pnl.{account}." + str(AAPL_ID), "pnl_single"),
     ("account", (), "tws.account.{account}", "accountValue"),
     ("positions", (), "tws.positions.{account}", None),
-])
+    ("positions_multi", (), "tws.positions_multi.{account}", None),
+    ("scanner", ("MOST_ACTIVE",), "tws.scanner.MOST_ACTIVE.STK.US.MAJOR", "scan"),
+]
+
+
+def test_every_kind_of_the_surface_is_tested_here_or_apart() -> None:
+    assert {row[0] for row in _EVERY_KIND} | _TESTED_APART == set(surface().subscriptions)
+
+
+@pytest.mark.parametrize(("method", "args", "subject", "update"), _EVERY_KIND)
 async def test_every_kind_yields_an_image_then_its_updates(
         bus: Client, stack: ClientStack, method: str, args: tuple[Any, ...], subject: str,
         update: str | None) -> None:

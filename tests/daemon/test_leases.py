@@ -19,6 +19,7 @@ from nats.aio.client import Client
 from natsreq import ask
 from waiting import eventually, wait_until
 
+from twsbus.subjects import surface
 from twsbus.testing import DaemonProcess, NatsServer, SimulatorThread
 
 AAPL = {"conId": 265598}
@@ -373,9 +374,9 @@ async def test_a_thousand_random_subscribe_release_crash_cycles_leak_nothing(env
         await client.close()
 
 
-@pytest.mark.parametrize(
-    ("kind", "body", "subject", "message_type", "image_key"),
-    [
+#: Each kind with its own tests: ticks (throughout this module), scanner (test_scanner_leases).
+_TESTED_APART = {"ticks", "scanner"}
+_EVERY_KIND = [
         ("tbt", {"contract": AAPL, "tickType": "BidAsk"}, "tws.tbt.265598.BidAsk", "tbt", "last"),
         ("tbt", {"contract": AAPL, "tickType": "AllLast"}, "tws.tbt.265598.AllLast", "tbt",
          "last"),
@@ -387,8 +388,15 @@ async def test_a_thousand_random_subscribe_release_crash_cycles_leak_nothing(env
         ("pnl_single", {"contract": AAPL}, "tws.pnl.DU1234567.265598", "pnl_single", "pos"),
         ("account", {}, "tws.account.DU1234567", None, "values"),
         ("positions", {}, "tws.positions.DU1234567", None, "positions"),
-    ],
-)
+        ("positions_multi", {}, "tws.positions_multi.DU1234567", None, "positions"),
+]
+
+
+def test_every_kind_of_the_surface_is_tested_here_or_apart() -> None:
+    assert {row[0] for row in _EVERY_KIND} | _TESTED_APART == set(surface().subscriptions)
+
+
+@pytest.mark.parametrize(("kind", "body", "subject", "message_type", "image_key"), _EVERY_KIND)
 async def test_every_kind_publishes_on_its_subject_with_an_image(
         env: Env, nc: Client, kind: str, body: dict[str, Any], subject: str,
         message_type: str | None, image_key: str) -> None:
