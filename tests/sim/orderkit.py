@@ -7,11 +7,11 @@ Works under ibapi 10.x and 9.81 alike (their cancel signatures and commission ca
 from __future__ import annotations
 
 import inspect
-import time
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, TypeVar
 
+import waiting
 from ibapi.contract import Contract
 from ibapi.order import Order
 from ibapi.wrapper import EWrapper
@@ -118,14 +118,31 @@ def sync(ib: IBClient) -> None:
 
 def poll(read: Callable[[], T], until: Callable[[T], bool], timeout: float = 5.0,
          what: str = "") -> T:
-    """Read until the value satisfies ``until`` (or fail at the deadline); returns it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = read()
-        if until(value):
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}: last {value!r}"
-        time.sleep(0.02)
+    """Read until the value satisfies ``until`` (or fail at the deadline, naming the last value
+    read); returns it, even when it is falsy."""
+    last: list[T] = []
+
+    def check() -> list[T] | None:
+        last[:] = [read()]
+        return last if until(last[0]) else None
+
+    try:
+        return waiting.poll(check, timeout, what)[0]
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: last {last[0]!r}") from None
+
+
+def ib_async_wait(ib: Any, check: Callable[[], T], what: str, timeout: float = 10.0) -> T:
+    """Wait until ``check()`` holds for a blocking ib_async client (returns its value): ib_async
+    reads its socket only while its event loop runs, so ``ib.sleep`` turns it between looks."""
+
+    def look() -> T:
+        value = check()
+        if not value:
+            ib.sleep(0.02)
+        return value
+
+    return waiting.poll(look, timeout, what, interval=0)
 
 
 def order_rows(sim: SimulatorThread) -> list[dict[str, Any]]:

@@ -4,12 +4,13 @@ how fills reach subscribers; plus the bookkeeping of ``Accounts.apply_fill`` its
 
 from __future__ import annotations
 
-import time
+import math
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from ibrecorder import IBClient
+from orderkit import ib_async_wait
 
 from twsbus.sim.accounts import Accounts
 from twsbus.sim.server import SimConfig, Simulator
@@ -254,9 +255,14 @@ def test_pnl_streams_until_cancelled(vib: tuple[SimulatorThread, IBClient]) -> N
     ib.cancelPnL(60)
     sync(ib)
     assert "pnl" not in subscriptions(sim)
-    seen = len(ib.rec.of("pnl"))
-    time.sleep(0.5)
-    assert len(ib.rec.of("pnl")) == seen
+    seen = len([a for a in ib.rec.of("pnl") if a[0] == 60])
+    # A second PnL line witnesses three more intervals, in which a line left running would
+    # have sent too; the round trip behind its cancel brings in all that was written.
+    ib.reqPnL(66, ACCT, "")
+    ib.rec.wait_for("pnl", lambda a: a[0] == 66, count=3)
+    ib.cancelPnL(66)
+    sync(ib)
+    assert len([a for a in ib.rec.of("pnl") if a[0] == 60]) == seen
 
 
 def test_pnl_single_streams_position_and_value(vib: tuple[SimulatorThread, IBClient]) -> None:
@@ -308,7 +314,7 @@ def test_ib_async_connect_loads_positions_portfolio_and_pnl(sim: SimulatorThread
         tags = {v.tag for v in ib.accountValues()}
         assert {"NetLiquidation", "CashBalance", "BuyingPower"} <= tags
         pnl = ib.reqPnL(ACCT)
-        ib.sleep(0.5)
+        ib_async_wait(ib, lambda: not math.isnan(pnl.unrealizedPnL), "the first PnL")
         assert pnl.unrealizedPnL == pytest.approx(
             sum(p.unrealizedPNL for p in ib.portfolio()), abs=1)
         ib.cancelPnL(ACCT)

@@ -15,6 +15,7 @@ import pytest
 from ibapi.contract import Contract
 from ibapi.server_versions import MAX_CLIENT_VER
 from ibrecorder import IBClient
+from orderkit import sync
 from waiting import poll
 
 from twsbus.testing import SimulatorThread
@@ -52,11 +53,17 @@ def ticks(ib: IBClient, req_id: int, name: str = "tickPrice") -> list[tuple[Any,
     return [a for a in ib.rec.of(name) if a[0] == req_id]
 
 
-def assert_quiet(ib: IBClient, name: str, req_id: int, wait: float = 0.3) -> None:
-    """After a cancel: at most what was in flight arrives, then nothing."""
-    time.sleep(0.15)
+def assert_quiet(ib: IBClient, name: str, req_id: int) -> None:
+    """After a cancel (of a stream on AAPL): what was written before it lands, then nothing more
+    while the tape moves on. A second line on AAPL witnesses three trades; a stream left running
+    would have sent in that time, and a round trip behind it brings in all that was written."""
+    sync(ib)
     before = len(ticks(ib, req_id, name))
-    time.sleep(wait)
+    witness = req_id + 1000
+    ib.reqMktData(witness, by_id(AAPL), "", False, False, [])
+    ib.rec.wait_for("tickPrice", lambda a: a[0] == witness and a[1] == 4, count=4)  # image + 3
+    ib.cancelMktData(witness)
+    sync(ib)
     assert len(ticks(ib, req_id, name)) == before
 
 
@@ -87,7 +94,7 @@ def test_prices_follow_the_simulated_market(sim: SimulatorThread, ib: IBClient) 
     ib.rec.wait_for("tickPrice", lambda a: a[1] == 4, count=5)
     ib.cancelMktData(1)
     poll(lambda: not subs(sim, "mkt_data"))
-    time.sleep(0.2)  # what was written before the cancel lands
+    sync(ib)  # what was written before the cancel lands
     last = {a[1]: a[2] for a in ticks(ib, 1)}
     q = sim.call(lambda s: (s.market.quote(AAPL).bid, s.market.quote(AAPL).ask,
                             s.market.quote(AAPL).last))
@@ -254,7 +261,7 @@ def test_smart_depth_is_l2_and_consistent(sim: SimulatorThread, ib: IBClient) ->
     ib.rec.wait_for("updateMktDepthL2", lambda a: a[3] == 1, count=5)
     ib.cancelMktDepth(41, True)
     poll(lambda: not subs(sim, "depth"))
-    time.sleep(0.2)
+    sync(ib)  # every row operation written before the cancel has landed
     check_book(ticks(ib, 41, "updateMktDepthL2"), smart=True)
     assert_quiet(ib, "updateMktDepthL2", 41)
 
@@ -264,7 +271,7 @@ def test_exchange_depth_is_l1(sim: SimulatorThread, ib: IBClient) -> None:
     ib.rec.wait_for("updateMktDepth", lambda a: a[2] == 1, count=3)
     ib.cancelMktDepth(42, False)
     poll(lambda: not subs(sim, "depth"))
-    time.sleep(0.2)  # a book is only consistent between ticks: check it at rest
+    sync(ib)  # a book is only consistent between ticks: check it at rest, all of it landed
     assert not ib.rec.of("updateMktDepthL2")
     check_book(ticks(ib, 42, "updateMktDepth"), smart=False)
 

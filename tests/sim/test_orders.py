@@ -39,6 +39,7 @@ from orderkit import (
     commission_of,
     connect,
     global_cancel,
+    ib_async_wait,
     make_order,
     move,
     next_id,
@@ -575,10 +576,8 @@ def test_ib_async_trades_against_the_simulator(sim: SimulatorThread) -> None:
         _, ask, _ = quote(sim, AAPL)
         trade = ib.placeOrder(ib_async.Stock("AAPL", "SMART", "USD"),
                               ib_async.MarketOrder("BUY", 100))
-        for _ in range(50):
-            if trade.isDone() and trade.fills and trade.fills[0].commissionReport.execId:
-                break
-            ib.sleep(0.05)
+        ib_async_wait(ib, lambda: trade.isDone() and trade.fills
+                      and trade.fills[0].commissionReport.execId, "the fill and its commission")
         assert trade.orderStatus.status == "Filled" and trade.orderStatus.avgFillPrice == ask
         (fill,) = trade.fills
         assert (fill.execution.side, fill.execution.shares, fill.execution.price) == \
@@ -587,10 +586,12 @@ def test_ib_async_trades_against_the_simulator(sim: SimulatorThread) -> None:
 
         resting = ib.placeOrder(ib_async.Stock("MSFT", "SMART", "USD"),
                                 ib_async.LimitOrder("SELL", 5, 9999.0))
-        ib.sleep(0.2)
+        ib_async_wait(ib, lambda: resting.orderStatus.status == "Submitted" or resting.isDone(),
+                      "the resting order to be working")
+        ib.reqCurrentTime()  # a round trip: all the order heard before its answer has landed
         assert resting.orderStatus.status == "Submitted"
         ib.cancelOrder(resting.order)
-        ib.sleep(0.2)
+        ib_async_wait(ib, resting.isDone, "the cancel's answer")
         assert resting.orderStatus.status == "Cancelled"
         assert len(ib.reqCompletedOrders(False)) == 2 and len(ib.reqExecutions()) == 1
     finally:

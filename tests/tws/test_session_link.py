@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import pytest
 from ibapi import server_versions
-from waiting import wait_until
+from waiting import eventually, wait_until
 
 from twsbus.errors import BudgetExhausted
 from twsbus.testing import SimulatorThread
@@ -65,17 +65,16 @@ async def requests_seen(sim: SimulatorThread, name: str) -> int:
     return int(state["requests"].get(name, 0))
 
 
-async def accepting_again(sim: SimulatorThread) -> float:
-    """The monotonic time at which a restarting simulator takes connections again."""
-    async def watch() -> float:
+async def restart(sim: SimulatorThread, seconds: float) -> float:
+    """Restart the simulator as ``POST /restart`` does (drop every client, refuse connections
+    for ``seconds``). Returns the monotonic time at which it takes connections again, stamped
+    in the loop step that lifts the refusal, so no client can have been accepted before it."""
+    async def run() -> float:
         assert sim.sim is not None
-        while not sim.sim.faults.refuse_connections:
-            await asyncio.sleep(0.001)
-        while sim.sim.faults.refuse_connections:
-            await asyncio.sleep(0.001)
+        await sim.sim.restart(seconds)
         return time.monotonic()
 
-    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(watch(), sim.loop))
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(run(), sim.loop))
 
 
 async def test_each_of_ten_restarts_is_picked_up_on_the_refused_cap() -> None:
@@ -85,10 +84,9 @@ async def test_each_of_ten_restarts_is_picked_up_on_the_refused_cap() -> None:
             resumes: list[float] = []
             for i in range(10):
                 before = session.reconnects
-                watcher = asyncio.ensure_future(accepting_again(sim))
-                await post(sim, "/restart", seconds=2)
+                restarting = asyncio.ensure_future(restart(sim, 2))
                 await wait_until(lambda: not session.ready, 5, "the restart to drop the link")
-                accepting_at = await watcher
+                accepting_at = await asyncio.wait_for(restarting, 10)
                 await wait_until(lambda: session.ready, 10, f"READY after restart {i + 1}")
                 ready_at = link.ready_since(accepting_at)
                 assert ready_at is not None
@@ -170,8 +168,11 @@ async def test_withdrawn_requests_never_reach_tws() -> None:
             assert session.withdraw(tickets[0]) is False
             await wait_until(lambda: session.sender.queued == 0, 10, "the queue to drain")
             session.call("reqIds", None, {"numIds": 1})  # behind every request: a marker
-            while await requests_seen(sim, "REQ_IDS") < 1:
-                await asyncio.sleep(0.02)
+
+            async def marker_arrived() -> bool:
+                return await requests_seen(sim, "REQ_IDS") >= 1
+
+            await eventually(marker_arrived, what="the reqIds marker to reach the simulator")
             assert await requests_seen(sim, "REQ_MANAGED_ACCTS") == 50
 
 
