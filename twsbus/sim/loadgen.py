@@ -13,8 +13,6 @@ import time
 import weakref
 from typing import TYPE_CHECKING, Any
 
-from twsbus.sim import wire
-from twsbus.sim.codec import PROTOBUF_FROM
 from twsbus.sim.market import Quote, tick_round, venues
 from twsbus.sim.msgids import ToClient
 from twsbus.sim.session import ClientSession, SessionState, Subscription
@@ -178,28 +176,33 @@ def pace(sim: Simulator, con_ids: list[int], rate: float, seconds: float) -> dic
     return dict(state)
 
 
+#: A stand-in for the send time while a stamp frame is encoded once: ``time.time_ns()`` has 19
+#: digits (until the year 2286), so the real time takes its place byte for byte, length prefix
+#: and protobuf lengths unchanged, on either wire.
+STAMP_PLACEHOLDER = b"1" * 19
+
+
 class _PacedTarget:
     """One subscription's paced frames, built once: the BID tickPrices (two prices, nine sizes)
-    and the LAST_TIMESTAMP tickString's fields before its value, which is the send time."""
+    and the LAST_TIMESTAMP tickString around its value, which is the send time. Encoding it per
+    tick (protobuf, from 206) would count the simulator's own encoding in the latency measured."""
 
-    __slots__ = ("prices", "req_id", "session", "stamp_head")
+    __slots__ = ("prices", "session", "stamp_head", "stamp_tail")
 
     def __init__(self, s: ClientSession, sub: Subscription, lo: float, hi: float) -> None:
         self.session = s
-        self.req_id = sub.req_id
         self.prices = [s.encode((ToClient.TICK_PRICE, 6, sub.req_id, BID, price,
                                  size_field(s.version, 100 + k), 1))
                        for price in (lo, hi) for k in range(9)]
-        # On the text wire the stamp's frame is its head plus the time; otherwise encoded whole.
-        self.stamp_head = (wire.payload((ToClient.TICK_STRING, 6, sub.req_id, LAST_TIMESTAMP))
-                           if s.version < PROTOBUF_FROM else None)
+        stamp = s.encode((ToClient.TICK_STRING, 6, sub.req_id, LAST_TIMESTAMP,
+                          STAMP_PLACEHOLDER.decode()))
+        if stamp.count(STAMP_PLACEHOLDER) != 1:
+            raise RuntimeError(f"the stamp frame cannot be templated: {stamp!r}")
+        self.stamp_head, _, self.stamp_tail = stamp.partition(STAMP_PLACEHOLDER)
 
     def frames(self, odd: int, k: int) -> bytes:
-        if self.stamp_head is None:
-            return self.prices[9 * odd + k] + self.session.encode(
-                (ToClient.TICK_STRING, 6, self.req_id, LAST_TIMESTAMP, str(time.time_ns())))
-        return self.prices[9 * odd + k] + wire.frame(
-            self.stamp_head + str(time.time_ns()).encode() + b"\0")
+        return b"".join((self.prices[9 * odd + k], self.stamp_head,
+                         str(time.time_ns()).encode(), self.stamp_tail))
 
 
 async def _pace_run(sim: Simulator, order: list[int],
