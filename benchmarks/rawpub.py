@@ -1,11 +1,13 @@
 """The NATS floor: a raw nats-py publisher, paced exactly like the simulator's ``POST /pace``.
 
-``python -m benchmarks.rawpub --nats URL --conids 1,2,3 --rate 10000 --seconds 5``
+``python -m benchmarks.rawpub --nats URL --conids 1,2,3 --rate 10000 --seconds 5 [--on-go]``
 
 Publishes ``rate`` messages a second round-robin over ``bench.raw.<conId>``, each shaped like a
 twsbus ticks message (msgspec-encoded) with ``lastTimestamp`` = the send time in ns, then prints
 ``{"done": sent, "elapsed": s}``. Same batching as the simulator's paced sender: wake every
-0.5 ms, send what has come due, each message stamped when it is built.
+0.5 ms, send what has come due, each message stamped when it is built. With ``--on-go`` it
+connects, prints ``{"ready": true}`` and starts on a ``go`` line on stdin (so a CPU meter
+started between the two counts the publishing only, not the start-up).
 """
 
 from __future__ import annotations
@@ -28,9 +30,14 @@ async def main() -> None:
     ap.add_argument("--conids", required=True)
     ap.add_argument("--rate", type=float, required=True)
     ap.add_argument("--seconds", type=float, required=True)
+    ap.add_argument("--on-go", action="store_true")
     args = ap.parse_args()
     subjects = [f"bench.raw.{c}" for c in args.conids.split(",") if c]
     nc = await nats.connect(args.nats, pending_size=256 * 1024 * 1024)
+    if args.on_go:
+        sys.stdout.write(json.dumps({"ready": True}) + "\n")
+        sys.stdout.flush()
+        await asyncio.to_thread(sys.stdin.readline)
     encode = msgspec.json.Encoder().encode
     loop = asyncio.get_running_loop()
     rate, total, n = args.rate, int(args.rate * args.seconds), len(subjects)

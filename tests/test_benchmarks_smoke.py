@@ -43,6 +43,8 @@ def test_benchmark_harness_runs_end_to_end_on_tiny_sizes(tmp_path: Path) -> None
     for r in [*latency["text"]["rates"].values(), *latency["protobuf"]["rates"].values()]:
         assert r["twsbus"]["lat_us"]["n"] > 0 and r["raw"]["lat_us"]["n"] > 0
     assert [r["subscribers"] for r in results["fanout"]["runs"]] == [1, 2]
+    assert all(r["raw_us_per_msg"] > 0 for w in results["fanout"]["wires"].values()
+               for r in w["runs"])  # the raw publisher's control ran at each fan-out
     assert results["queries"]["ops"]["current_time"]["rtt_us"]["n"] == 5
     assert results["scale"]["streams_in_status"] == 10
     assert "value" in proc.stdout and "target" in proc.stdout
@@ -99,3 +101,15 @@ def test_a_rival_that_did_not_finish_gives_a_lower_bound_not_a_blank() -> None:
     assert bound["value"] == pytest.approx(130_000 / (1_000_000 / 90)) and bound["pass"] is True
     assert rows["twsbus / stock ibapi, 100,000 burst"]["value"] == pytest.approx(15.0)
     assert rows["twsbus / ib_async, 1,000,000 burst"]["pass"] is False  # 0.65x: a miss stays one
+
+
+def test_the_fanout_target_is_the_daemons_growth_over_the_raw_publishers() -> None:
+    from benchmarks.fanout import growth
+
+    runs = [{"daemon_us_per_tick": 40.0, "raw_us_per_msg": 10.0},
+            {"daemon_us_per_tick": 52.0, "raw_us_per_msg": 13.0}]
+    assert growth(runs) == pytest.approx(1.0)  # the machine's contention, not the daemon's
+    runs[1]["raw_us_per_msg"] = 10.0
+    assert growth(runs) == pytest.approx(1.3)  # the daemon's own growth
+    assert growth([{"daemon_us_per_tick": 40.0}, {"daemon_us_per_tick": 44.0}]) == \
+        pytest.approx(1.1)  # a run without the control: the plain ratio
