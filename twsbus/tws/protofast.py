@@ -20,12 +20,13 @@ from ibapi.ticktype import TickTypeEnum
 
 from twsbus.tws.callbacks import Event, Sink
 from twsbus.tws.fastpath import emit_price
-from twsbus.tws.objects import UNSET_DOUBLE, UNSET_INTEGER, to_plain
+from twsbus.tws.objects import UNSET_DOUBLE, UNSET_INTEGER, UNSET_LONG, to_plain
 from twsbus.tws.ticks import field_name
 
 PROTOBUF_MSG_ID = 200  # ids above this carry protobuf bodies
 _NOT_SET = TickTypeEnum.NOT_SET  # IB's decoder drops a tick of this type
 _UNSET_DECIMAL_INT = 2**127 - 1
+_UNSET_INTS = (UNSET_INTEGER, UNSET_LONG)
 
 
 def _size(text: str) -> Any:
@@ -75,19 +76,25 @@ def _tick_generic(p: Any, sink: Sink) -> None:
             "tickType": tick_type, "field": field_name(tick_type), "value": value}))
 
 
+def _time(value: int) -> int | None:
+    return None if value in _UNSET_INTS else value
+
+
 def _tick_by_tick(p: Any, sink: Sink) -> None:
+    # The hottest message of a tick-by-tick burst: values are read once and checked inline
+    # (what ``to_plain`` would do for an int or a float), no generic conversion per field.
     req_id = p.reqId if p.HasField("reqId") else -1
     key = req_id if req_id >= 0 else None
-    tick_type = p.tickType if p.HasField("tickType") else 0
-    # An absent scalar reads as its zero, which is also the default of IB's HistoricalTick*
-    # objects; only the sizes default differently (unset, not 0).
-    if tick_type in (1, 2):
+    # An absent scalar reads as its zero (tickType 0: nothing to emit), which is also the
+    # default of IB's HistoricalTick* objects; only the sizes default differently (unset, not 0).
+    tick_type = p.tickType
+    if tick_type == 1 or tick_type == 2:
         if not p.HasField("historicalTickLast"):
             return
         t = p.historicalTickLast
         a = t.tickAttribLast
         sink(Event("tickByTickAllLast", key, {
-            "tickType": tick_type, "time": to_plain(t.time), "price": to_plain(t.price),
+            "tickType": tick_type, "time": _time(t.time), "price": _price(t.price),
             "size": _size(t.size) if t.HasField("size") else None,
             "tickAttribLast": {"pastLimit": a.pastLimit, "unreported": a.unreported},
             "exchange": t.exchange, "specialConditions": t.specialConditions}))
@@ -97,8 +104,8 @@ def _tick_by_tick(p: Any, sink: Sink) -> None:
         q = p.historicalTickBidAsk
         a = q.tickAttribBidAsk
         sink(Event("tickByTickBidAsk", key, {
-            "time": to_plain(q.time), "bidPrice": to_plain(q.priceBid),
-            "askPrice": to_plain(q.priceAsk),
+            "time": _time(q.time), "bidPrice": _price(q.priceBid),
+            "askPrice": _price(q.priceAsk),
             "bidSize": _size(q.sizeBid) if q.HasField("sizeBid") else None,
             "askSize": _size(q.sizeAsk) if q.HasField("sizeAsk") else None,
             "tickAttribBidAsk": {"bidPastLow": a.bidPastLow, "askPastHigh": a.askPastHigh}}))
@@ -106,8 +113,8 @@ def _tick_by_tick(p: Any, sink: Sink) -> None:
         if not p.HasField("historicalTickMidPoint"):
             return
         m = p.historicalTickMidPoint
-        sink(Event("tickByTickMidPoint", key, {"time": to_plain(m.time),
-                                               "midPoint": to_plain(m.price)}))
+        sink(Event("tickByTickMidPoint", key, {"time": _time(m.time),
+                                               "midPoint": _price(m.price)}))
 
 
 @functools.cache
@@ -131,7 +138,5 @@ def decode_proto_fast(msg_id: int, body: bytes, sink: Sink) -> bool:
     if entry is None:
         return False
     cls, emit = entry
-    message = cls()
-    message.ParseFromString(body)
-    emit(message, sink)
+    emit(cls.FromString(body), sink)
     return True
