@@ -1,6 +1,7 @@
 """Profile the daemon (or a subscriber) with py-spy under the latency benchmark's 10k ticks/s.
 
-``python -m benchmarks.profile [--rate 10000] [--seconds 8] [--target daemon|subscriber|sim]``
+``python -m benchmarks.profile [--rate 10000] [--seconds 8] [--target daemon|subscriber|sim]
+[--wire text|protobuf]``
 
 Starts the latency benchmark's stack (simulator process, daemon, four subscriber processes on 100
 conIds), paces ``rate`` ticks/s and samples the target with ``py-spy record --format raw``
@@ -19,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import CpuMeter, stack, start_all, syn
+from benchmarks.common import WIRES, CpuMeter, stack, start_all, syn
 
 
 def top_frames(collapsed: str, n: int = 15) -> tuple[list[tuple[str, float]],
@@ -52,11 +53,13 @@ def main() -> None:
     ap.add_argument("--subscribers", type=int, default=4)
     ap.add_argument("--target", default="daemon", choices=["daemon", "subscriber", "sim"])
     ap.add_argument("--idle", action="store_true", help="include idle samples")
+    ap.add_argument("--wire", default="text", choices=list(WIRES),
+                    help="the simulator's max server version: text 200, protobuf 225")
     args = ap.parse_args()
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     con_ids = syn(args.conids)
     csv = ",".join(map(str, con_ids))
-    with stack() as st, tempfile.TemporaryDirectory() as tmp:
+    with stack(max_version=WIRES[args.wire]) as st, tempfile.TemporaryDirectory() as tmp:
         subs = [st.child("subscriber", "--nats", st.url, "--conids", csv, name=f"sub{i}")
                 for i in range(args.subscribers)]
         start_all(subs, timeout=180)

@@ -11,7 +11,6 @@ are imported on first use: ibapi 9.81 has none, and never negotiates a protobuf 
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -41,39 +40,54 @@ def _price(value: float) -> float | None:
     return None if value == UNSET_DOUBLE or value != value else value
 
 
+# The fields are proto3 ``optional``: an absent one reads as its zero, so ``HasField`` (a call
+# per field, the most of this path's cost) is asked only when the value read is that zero.
+
+
+def _req_id(p: Any) -> int:
+    req_id: int = p.reqId
+    return req_id if req_id or p.HasField("reqId") else -1
+
+
+def _tick_type(p: Any) -> int:
+    tick_type: int = p.tickType
+    return tick_type if tick_type or p.HasField("tickType") else UNSET_INTEGER
+
+
 def _tick_price(p: Any, sink: Sink) -> None:
-    req_id = p.reqId if p.HasField("reqId") else -1
-    tick_type = p.tickType if p.HasField("tickType") else UNSET_INTEGER
-    price = _price(p.price) if p.HasField("price") else None
-    size = _size(p.size) if p.HasField("size") else None
-    emit_price(sink, req_id, tick_type, price, size)  # as the text wire's tickPrice does
+    price = p.price
+    size = p.size
+    emit_price(sink, _req_id(p), _tick_type(p),  # as the text wire's tickPrice does
+               _price(price) if price or p.HasField("price") else None,
+               _size(size) if size or p.HasField("size") else None)
 
 
 def _tick_size(p: Any, sink: Sink) -> None:
-    req_id = p.reqId if p.HasField("reqId") else -1
-    tick_type = p.tickType if p.HasField("tickType") else UNSET_INTEGER
-    size = _size(p.size) if p.HasField("size") else None
+    tick_type = _tick_type(p)
     if tick_type != _NOT_SET:
+        size = p.size
+        req_id = _req_id(p)
         sink(Event("tickSize", req_id if req_id >= 0 else None, {
-            "tickType": tick_type, "field": field_name(tick_type), "size": size}))
+            "tickType": tick_type, "field": field_name(tick_type),
+            "size": _size(size) if size or p.HasField("size") else None}))
 
 
 def _tick_string(p: Any, sink: Sink) -> None:
-    req_id = p.reqId if p.HasField("reqId") else -1
-    tick_type = p.tickType if p.HasField("tickType") else UNSET_INTEGER
-    value = p.value if p.HasField("value") else ""
+    tick_type = _tick_type(p)
     if tick_type != _NOT_SET:
+        req_id = _req_id(p)
         sink(Event("tickString", req_id if req_id >= 0 else None, {
-            "tickType": tick_type, "field": field_name(tick_type), "value": value}))
+            "tickType": tick_type, "field": field_name(tick_type), "value": p.value}))
 
 
 def _tick_generic(p: Any, sink: Sink) -> None:
-    req_id = p.reqId if p.HasField("reqId") else -1
-    tick_type = p.tickType if p.HasField("tickType") else UNSET_INTEGER
-    value = _price(p.value) if p.HasField("value") else None
+    tick_type = _tick_type(p)
     if tick_type != _NOT_SET:
+        value = p.value
+        req_id = _req_id(p)
         sink(Event("tickGeneric", req_id if req_id >= 0 else None, {
-            "tickType": tick_type, "field": field_name(tick_type), "value": value}))
+            "tickType": tick_type, "field": field_name(tick_type),
+            "value": _price(value) if value or p.HasField("value") else None}))
 
 
 def _time(value: int) -> int | None:
@@ -83,7 +97,7 @@ def _time(value: int) -> int | None:
 def _tick_by_tick(p: Any, sink: Sink) -> None:
     # The hottest message of a tick-by-tick burst: values are read once and checked inline
     # (what ``to_plain`` would do for an int or a float), no generic conversion per field.
-    req_id = p.reqId if p.HasField("reqId") else -1
+    req_id = _req_id(p)
     key = req_id if req_id >= 0 else None
     # An absent scalar reads as its zero (tickType 0: nothing to emit), which is also the
     # default of IB's HistoricalTick* objects; only the sizes default differently (unset, not 0).
@@ -117,8 +131,17 @@ def _tick_by_tick(p: Any, sink: Sink) -> None:
                                                "midPoint": _price(m.price)}))
 
 
-@functools.cache
+_TABLE: dict[int, tuple[Any, Callable[[Any, Sink], None]]] | None = None
+
+
 def _table() -> dict[int, tuple[Any, Callable[[Any, Sink], None]]]:
+    global _TABLE
+    if _TABLE is None:
+        _TABLE = _load()
+    return _TABLE
+
+
+def _load() -> dict[int, tuple[Any, Callable[[Any, Sink], None]]]:
     try:
         from ibapi.protobuf.TickByTickData_pb2 import TickByTickData
         from ibapi.protobuf.TickGeneric_pb2 import TickGeneric
@@ -134,7 +157,7 @@ def _table() -> dict[int, tuple[Any, Callable[[Any, Sink], None]]]:
 
 def decode_proto_fast(msg_id: int, body: bytes, sink: Sink) -> bool:
     """Emit the events of a hot protobuf message and return True; False leaves it to IB."""
-    entry = _table().get(msg_id)
+    entry = (_TABLE if _TABLE is not None else _table()).get(msg_id)
     if entry is None:
         return False
     cls, emit = entry
