@@ -75,20 +75,27 @@ class StatusListener:
         return sum(1 for a in self.arrivals if a > t)
 
 
-async def first_answer(nc: NATS, op: str, since: float, wait: float = WAIT,
-                       ) -> tuple[float, int]:
-    """Ask ``tws.req.<op>`` until the daemon answers; (seconds from ``since``, tries)."""
+async def answered(nc: NATS, op: str, wait: float, interval: float = 0.05) -> tuple[Any, int]:
+    """``ask`` until answered (the daemon's interest may not be back in the cluster yet, or a
+    request may be lost while the cluster still routes to a hung member); the reply and the
+    tries it took."""
     tries = 0
 
-    async def answered() -> Any:
+    async def attempt() -> Any:
         nonlocal tries
         tries += 1
         try:
             return await ask(nc, op, {}, timeout=1.0)
         except (NoRespondersError, NatsTimeout):
-            return None  # the daemon's interest is not back in the cluster yet
+            return None
 
-    reply = await eventually(answered, wait, f"an answer to {op}", 0.01)
+    return await eventually(attempt, wait, f"an answer to {op}", interval), tries
+
+
+async def first_answer(nc: NATS, op: str, since: float, wait: float = WAIT,
+                       ) -> tuple[float, int]:
+    """Ask ``tws.req.<op>`` until the daemon answers; (seconds from ``since``, tries)."""
+    reply, tries = await answered(nc, op, wait, interval=0.01)
     assert reply.code == 0, reply
     return time.monotonic() - since, tries
 
@@ -193,22 +200,6 @@ async def _lost_requests(nc: NATS, n: int) -> int:
         except (NoRespondersError, NatsTimeout):
             lost += 1
     return lost
-
-
-async def _answered(nc: NATS, op: str) -> tuple[Any, int]:
-    """``ask`` until answered (a request may be lost while the cluster still routes to a hung
-    member); the reply and the tries it took."""
-    tries = 0
-
-    async def answered() -> Any:
-        nonlocal tries
-        tries += 1
-        try:
-            return await ask(nc, op, {}, timeout=1.0)
-        except (NoRespondersError, NatsTimeout):
-            return None
-
-    return await eventually(answered, HANG_WAIT, f"an answer to {op}", 0.05), tries
 
 
 async def test_killing_the_daemons_member_moves_it_and_every_subject_resumes(
@@ -390,7 +381,7 @@ async def test_a_daemon_on_a_member_that_hangs_moves_when_its_watchdog_gives_up(
                 # subscriptions with it, while it has traffic to send there (nats-server#4014):
                 # a member without the daemon then sends some requests to the dead one.
                 lost = await _lost_requests(req_nc, 20)
-                status, _ = await _answered(req_nc, "status")
+                status, _ = await answered(req_nc, "status", HANG_WAIT)
                 print(f"\nhung member {cluster.index_of(a)}: daemon now on member "
                       f"{cluster.index_of(moved_to)} (requester on {cluster.index_of(c)}); "
                       f"next tick after {tick_s:.1f} s, first answered request after "
