@@ -17,7 +17,7 @@ ibapi. A request read from protobuf names it (``reqId``, ``tickerId`` or ``order
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, MutableMapping
+from collections.abc import Awaitable, Mapping
 from typing import TYPE_CHECKING
 
 from twsbus.sim.msgids import FromClient as M
@@ -125,10 +125,8 @@ class Guarded:
                 f"Error processing request.-'{name}' : cause - {type(exc).__name__}: {exc}")
 
 
-def install(handlers: MutableMapping[int, Handler | Guarded]) -> dict[int, Guarded]:
-    """Wrap every handler in ``handlers`` (once: installing twice changes nothing); the table
-    the session dispatches frames through."""
-    for msg_id, handler in list(handlers.items()):
-        if not isinstance(handler, Guarded):
-            handlers[msg_id] = Guarded(msg_id, handler)
-    return {msg_id: h for msg_id, h in handlers.items() if isinstance(h, Guarded)}
+def install(handlers: Mapping[int, Handler | Guarded]) -> dict[int, Guarded]:
+    """The table the session dispatches frames through: every handler of ``handlers`` wrapped
+    (once: a handler already wrapped is kept as it is)."""
+    return {msg_id: h if isinstance(h, Guarded) else Guarded(msg_id, h)
+            for msg_id, h in handlers.items()}

@@ -44,7 +44,7 @@ class Simulator:
     def __init__(self, config: SimConfig | None = None,
                  handlers: Mapping[int, Handler] | None = None) -> None:
         self.handlers: dict[int, guard.Guarded] = guard.install(
-            dict(table() if handlers is None else handlers))
+            table() if handlers is None else handlers)
         self.config: SimConfig = config or SimConfig()
         self.universe: Universe = Universe(extra=self.config.extra_instruments)
         self.market: Market = Market(self.universe, self.config.seed)
