@@ -393,10 +393,7 @@ class Positions(Kind):
     def on_event(self, stream: Stream, event: Event) -> None:
         if event.name != "position" or event.data["account"] != stream.params["account"]:
             return
-        d = event.data
-        positions = stream.image.setdefault("positions", {})
-        positions[str(d["contract"].get("conId"))] = d
-        _publish(stream, {"type": "position", **d}, self.publisher)
+        _position(stream, event.data, self.publisher)
 
 
 class PositionsMulti(Kind):
@@ -413,7 +410,11 @@ class PositionsMulti(Kind):
         if event.name != "positionMulti":
             return
         d = event.data
-        row = {"account": d["account"], "contract": d["contract"], "position": d["pos"],
-               "avgCost": d["avgCost"]}
-        stream.image.setdefault("positions", {})[str(d["contract"].get("conId"))] = row
-        _publish(stream, {"type": "position", **row}, self.publisher)
+        _position(stream, {"account": d["account"], "contract": d["contract"],
+                           "position": d["pos"], "avgCost": d["avgCost"]}, self.publisher)
+
+
+def _position(stream: Stream, row: dict[str, Any], publisher: Publisher) -> None:
+    """One position of a positions stream: its image holds it by conId, and it is published."""
+    stream.image.setdefault("positions", {})[str(row["contract"].get("conId"))] = row
+    _publish(stream, {"type": "position", **row}, publisher)
