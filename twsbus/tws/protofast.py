@@ -49,6 +49,12 @@ def _req_id(p: Any) -> int:
     return req_id if req_id or p.HasField("reqId") else -1
 
 
+def _key(p: Any) -> int | None:
+    """The request id an event is routed by (None: the message carries none)."""
+    req_id = _req_id(p)
+    return req_id if req_id >= 0 else None
+
+
 def _tick_type(p: Any) -> int:
     tick_type: int = p.tickType
     return tick_type if tick_type or p.HasField("tickType") else UNSET_INTEGER
@@ -66,8 +72,7 @@ def _tick_size(p: Any, sink: Sink) -> None:
     tick_type = _tick_type(p)
     if tick_type != _NOT_SET:
         size = p.size
-        req_id = _req_id(p)
-        sink(Event("tickSize", req_id if req_id >= 0 else None, {
+        sink(Event("tickSize", _key(p), {
             "tickType": tick_type, "field": field_name(tick_type),
             "size": _size(size) if size or p.HasField("size") else None}))
 
@@ -75,8 +80,7 @@ def _tick_size(p: Any, sink: Sink) -> None:
 def _tick_string(p: Any, sink: Sink) -> None:
     tick_type = _tick_type(p)
     if tick_type != _NOT_SET:
-        req_id = _req_id(p)
-        sink(Event("tickString", req_id if req_id >= 0 else None, {
+        sink(Event("tickString", _key(p), {
             "tickType": tick_type, "field": field_name(tick_type), "value": p.value}))
 
 
@@ -84,8 +88,7 @@ def _tick_generic(p: Any, sink: Sink) -> None:
     tick_type = _tick_type(p)
     if tick_type != _NOT_SET:
         value = p.value
-        req_id = _req_id(p)
-        sink(Event("tickGeneric", req_id if req_id >= 0 else None, {
+        sink(Event("tickGeneric", _key(p), {
             "tickType": tick_type, "field": field_name(tick_type),
             "value": _price(value) if value or p.HasField("value") else None}))
 
@@ -97,8 +100,7 @@ def _time(value: int) -> int | None:
 def _tick_by_tick(p: Any, sink: Sink) -> None:
     # The hottest message of a tick-by-tick burst: values are read once and checked inline
     # (what ``to_plain`` would do for an int or a float), no generic conversion per field.
-    req_id = _req_id(p)
-    key = req_id if req_id >= 0 else None
+    key = _key(p)
     # An absent scalar reads as its zero (tickType 0: nothing to emit), which is also the
     # default of IB's HistoricalTick* objects; only the sizes default differently (unset, not 0).
     tick_type = p.tickType
