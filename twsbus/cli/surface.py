@@ -87,9 +87,9 @@ def schema(
     from twsbus.reference import refresh_readme
     from twsbus.subjects import surface
 
-    readme = Path(readme_path)
-    written = write(Path(out), surface(prefix))
+    readme, described = Path(readme_path), surface(prefix)
+    written = write(Path(out), described)
     typer.echo(f"wrote {len(written)} files into {out}/ (asyncapi.yaml, MESSAGES.md, "
                f"schemas/)")
-    if readme.is_file() and refresh_readme(readme, surface(prefix)):
+    if readme.is_file() and refresh_readme(readme, described):
         typer.echo(f"rewrote the table of subscription kinds in {readme}")
