@@ -313,6 +313,14 @@ def start_all(children: list[Child], key: str = "ready", timeout: float = 60) ->
     return [c.expect(key, timeout) for c in children]
 
 
+def reset_all(children: list[Child]) -> None:
+    """Zero every receiver's counters (all asked first, then each answer awaited)."""
+    for c in children:
+        c.send("reset")
+    for c in children:
+        c.expect("reset", 10)
+
+
 def write_json(name: str, data: Any) -> Path:
     OUT.mkdir(exist_ok=True)
     path = OUT / name

@@ -33,7 +33,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.common import WIRES, Child, CpuMeter, Stack, stack
+from benchmarks.common import WIRES, Child, CpuMeter, Stack, reset_all, stack
 
 #: One conId per receiver so a burst reaches only the one measured (AAPL, MSFT, IBM).
 CON_IDS = {"twsbus": 265598, "ibapi": 272093, "ib_async": 8314}
@@ -76,10 +76,7 @@ def _daemon_dropped(st: Stack) -> int:
 def burst(st: Stack, receivers: list[Child], con_id: int, count: int, cap: float,
           pids: dict[str, int]) -> dict[str, Any]:
     """One burst of ``count`` trades to every receiver; each must count exactly ``count``."""
-    for c in receivers:
-        c.send("reset")
-    for c in receivers:
-        c.expect("reset", 10)
+    reset_all(receivers)
     dropped0 = _daemon_dropped(st) if "daemon" in pids else 0
     meter = CpuMeter({"sim": st.sim.pid, **pids}).start()
     t0 = time.time_ns()

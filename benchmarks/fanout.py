@@ -25,7 +25,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from benchmarks.common import WIRES, Child, CpuMeter, stack, start_all, syn
+from benchmarks.common import WIRES, Child, CpuMeter, reset_all, stack, start_all, syn
 
 FANOUTS = (1, 4, 16)
 #: The daemon's clientId on the simulator (``stack()``'s default).
@@ -98,10 +98,7 @@ def _wire(wire: str, con_ids: list[int], rate: int, seconds: float,
             st.sim.control.post("/pace", conIds=con_ids, rate=rate, seconds=0.3)
             st.sim.wait_pace(30)
             time.sleep(0.3)
-            for s in subs:
-                s.send("reset")
-            for s in subs:
-                s.expect("reset", 10)
+            reset_all(subs)
             meter = CpuMeter({"daemon": st.daemon_pid, "nats": st.nats_pid,
                               "sim": st.sim.pid}).start()
             st.sim.control.post("/pace", conIds=con_ids, rate=rate, seconds=seconds)
@@ -143,10 +140,7 @@ def _raw_control(st: Any, raw_subs: list[Child], csv: str, rate: int,
         cpu = meter.stop()
     finally:
         pub.stop(2)
-    for s in raw_subs:
-        s.send("reset")
-    for s in raw_subs:
-        s.expect("reset", 10)
+    reset_all(raw_subs)
     return int(done["done"]), cpu["publisher"]
 
 

@@ -24,7 +24,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import WIRES, Child, CpuMeter, Stack, stack, start_all, summary, syn
+from benchmarks.common import (
+    WIRES,
+    Child,
+    CpuMeter,
+    Stack,
+    reset_all,
+    stack,
+    start_all,
+    summary,
+    syn,
+)
 
 
 def _load(path: Path) -> list[float]:
@@ -49,16 +59,9 @@ def _collect(subs: list[Child], tmp: Path, tag: str) -> tuple[list[float], list[
     return samples, received, hops
 
 
-def _reset(subs: list[Child]) -> None:
-    for s in subs:
-        s.send("reset")
-    for s in subs:
-        s.expect("reset", 10)
-
-
 def twsbus_run(st: Stack, subs: list[Child], con_ids: list[int], rate: int, seconds: float,
                tmp: Path, tag: str) -> dict[str, Any]:
-    _reset(subs)
+    reset_all(subs)
     meter = CpuMeter({"daemon": st.daemon_pid, "sim": st.sim.pid, "nats": st.nats_pid}).start()
     st.sim.control.post("/pace", conIds=con_ids, rate=rate, seconds=seconds)
     state = st.sim.wait_pace(seconds + 60)
@@ -71,7 +74,7 @@ def twsbus_run(st: Stack, subs: list[Child], con_ids: list[int], rate: int, seco
 
 def raw_run(st: Stack, subs: list[Child], con_ids: list[int], rate: int, seconds: float,
             tmp: Path, tag: str) -> dict[str, Any]:
-    _reset(subs)
+    reset_all(subs)
     pub = Child("rawpub", "--nats", st.url, "--conids", ",".join(map(str, con_ids)),
                 "--rate", str(rate), "--seconds", str(seconds), name="rawpub")
     meter = CpuMeter({"publisher": pub.pid, "nats": st.nats_pid}).start()
@@ -133,7 +136,6 @@ def run(quick: bool = False, tiny: bool = False) -> dict[str, Any]:
     for wire, rates in WIRE_RATES.items():
         out["wires"][wire] = {"version": WIRES[wire], "rates": _wire(
             WIRES[wire], rates, syn(n_con), n_subs, seconds, rounds, warm=not tiny)}
-    out["rates"] = out["wires"]["text"]["rates"]  # the text wire, as results before 2026-12
     return out
 
 
